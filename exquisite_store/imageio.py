@@ -1,0 +1,108 @@
+"""The one module that decodes and encodes images (Pillow), with size limits."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from exquisite_store.errors import ImageRejected
+
+#: Largest image accepted from a user or a model, in pixels (a decompression-bomb guard).
+MAX_PIXELS = 64 * 1024 * 1024
+CANVAS_MODES = ("RGB", "RGBA")
+STORED_MODES = ("RGB", "RGBA", "L", "LA")
+
+
+def decode(data: bytes, *, max_pixels: int = MAX_PIXELS, what: str = "image") -> Image.Image:
+    """Decode bytes into a fully loaded Pillow image, or raise ImageRejected."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageRejected(
+                    f"{what} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}",
+                    width=w,
+                    height=h,
+                )
+            img.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"{what} is too large to decode safely: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageRejected(f"{what} is not an image in a format Pillow reads") from exc
+    except Exception as exc:  # Pillow raises many types for broken input
+        raise ImageRejected(f"{what} cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    return img
+
+
+def normalize_mode(img: Image.Image) -> Image.Image:
+    """Bring an image to a canvas mode: RGBA when it carries alpha, else RGB."""
+    if img.mode in CANVAS_MODES:
+        return img
+    has_alpha = img.mode in ("LA", "PA", "La") or (img.mode == "P" and "transparency" in img.info)
+    return img.convert("RGBA" if has_alpha else "RGB")
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """Pixels as a contiguous HxWxC (or HxW for L) uint8 array."""
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def from_array(arr: np.ndarray) -> Image.Image:
+    """A Pillow image from an HxW or HxWx{3,4} uint8 array."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    if arr.ndim == 2:
+        return Image.fromarray(arr, "L")
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Image.frombuffer(mode, (arr.shape[1], arr.shape[0]), arr.tobytes(), "raw", mode, 0, 1)
+
+
+def mode_of(arr: np.ndarray) -> str:
+    """The Pillow mode name of an array's channel layout."""
+    if arr.ndim == 2:
+        return "L"
+    return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+
+
+def encode_png(img: Image.Image, *, compress_level: int = 1) -> bytes:
+    """PNG bytes; level 1 is fast, and the id never depends on it."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def load_file_bytes(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, what: str = "image"
+) -> np.ndarray:
+    """Decode user-supplied bytes into a canvas-mode array (RGB or RGBA)."""
+    return to_array(normalize_mode(decode(data, max_pixels=max_pixels, what=what)))
+
+
+def read_image_file(path: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file given by a user into a canvas-mode array."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(256 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise ImageRejected(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return load_file_bytes(data, max_pixels=max_pixels, what=str(path))
+
+
+def write_png(path: str, arr: np.ndarray, *, text: dict[str, str] | None = None) -> None:
+    """Save an array as a PNG file, with optional iTXt chunks."""
+    from PIL import PngImagePlugin
+
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
+    from_array(arr).save(path, format="PNG", compress_level=6, pnginfo=info)

@@ -1,0 +1,242 @@
+"""Every manifest and record the store hashes: msgspec Structs on one frozen base.
+
+Encoded with ``msgspec.json.encode(obj, order="sorted")``; no floats anywhere (money
+in integer micro-dollars, scores in per-mille), so the bytes, and so the ids, are
+canonical. New fields get defaults so older manifests still decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Settings shared by every record."""
+
+
+class Manifest(Base, tag_field="kind", kw_only=True):
+    """A stored, hashed record; ``kind`` tags the union."""
+
+    schema_version: int = SCHEMA_VERSION
+
+
+# --- canvases -----------------------------------------------------------------
+
+
+class Canvas(Manifest, tag="canvas", kw_only=True):
+    """A canvas on the plane: its rectangle and the id of each tile of the grid.
+
+    Tiles are ``(col, row, image id)``: the cell ``[col*T, (col+1)*T) x [row*T, ...)``
+    intersected with the rectangle, sorted by row then col. The grid is anchored at the
+    plane's origin, so a tile that an edit does not touch keeps its id.
+    """
+
+    x: int
+    y: int
+    width: int
+    height: int
+    mode: str
+    tile_size: int
+    tiles: tuple[tuple[int, int, str], ...]
+
+
+# --- steps --------------------------------------------------------------------
+
+
+class StepParams(Base, kw_only=True):
+    """Step parameters and their defaults, the one place they are defined."""
+
+    direction: str = "right"
+    extension_px: int = 256
+    overlap_px: int = 32
+    context_px: int | None = None
+    immutable_policy: str = "outside-seam"
+    seam: str = "match"
+    backend: str = "patchmatch"
+    model: str = ""
+    quality: str = "auto"
+    n: int = 1
+    seed: int | None = None
+
+
+class Usage(Base, kw_only=True):
+    """Token usage as the provider reported it (zeros when the backend is local)."""
+
+    input_text_tokens: int = 0
+    input_image_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Recipe(Base, kw_only=True):
+    """What was asked: with the parent canvas id, its hash is the recipe id."""
+
+    direction: str
+    extension_px: int
+    overlap_px: int
+    context_px: int
+    immutable_policy: str
+    seam: str
+    prompt_id: str
+    backend: str
+    model: str
+    quality: str = "auto"
+    seed: int = 0
+    n: int = 1
+    params: dict[str, str] = {}
+
+
+class Request(Base, kw_only=True):
+    """What was actually sent to the backend."""
+
+    request_id: str
+    context_id: str
+    frame_id: str
+    mask_id: str
+    final_prompt_id: str
+    frame_width: int
+    frame_height: int
+    scale_num: int = 1
+    scale_den: int = 1
+
+
+class Response(Base, kw_only=True):
+    """What came back for this candidate."""
+
+    response_id: str = ""
+    output_id: str = ""
+    candidate: int = 0
+    metadata_id: str = ""
+    usage: Usage = Usage()
+    cost_micro_usd: int = 0
+    provider_request_id: str = ""
+
+
+class Scores(Base, kw_only=True):
+    """Seam and drift scores, integers (per-mille / milli-levels)."""
+
+    seam_permille: int = 0
+    parent_seam_permille: int = 0
+    drift_mean_abs_milli: int = 0
+    drift_changed_permille: int = 0
+    corrected_drift_mean_abs_milli: int = 0
+    corrected_drift_changed_permille: int = 0
+    gain_milli: tuple[int, ...] = ()
+    offset_milli: tuple[int, ...] = ()
+
+
+class Result(Base, kw_only=True):
+    """The committed canvas and its checks."""
+
+    canvas_id: str
+    width: int
+    height: int
+    validation_id: str = ""
+    scores: Scores = Scores()
+
+
+class Timing(Base, kw_only=True):
+    """When the step started (ms since the epoch) and how long each phase took."""
+
+    started_ms: int = 0
+    phases_ms: dict[str, int] = {}
+
+
+class Step(Manifest, tag="step", kw_only=True):
+    """One committed extension (or, with no parent, the imported start image)."""
+
+    session: str
+    parent: str | None = None
+    created_ms: int = 0
+    source_name: str = ""
+    recipe: Recipe | None = None
+    recipe_id: str = ""
+    request: Request | None = None
+    response: Response | None = None
+    result: Result
+    timing: Timing = Timing()
+
+
+class Attempt(Manifest, tag="attempt", kw_only=True):
+    """A step that failed generation or validation: recorded, never a parent."""
+
+    session: str
+    parent: str | None = None
+    branch: str = ""
+    created_ms: int = 0
+    failure_kind: str
+    message: str
+    recipe: Recipe | None = None
+    recipe_id: str = ""
+    request: Request | None = None
+    response: Response | None = None
+    validation_id: str = ""
+    timing: Timing = Timing()
+
+
+class Session(Manifest, tag="session", kw_only=True):
+    """A named tree of steps: title, creation time, defaults, root, budget."""
+
+    name: str
+    title: str = ""
+    created_ms: int = 0
+    root: str
+    defaults: StepParams = StepParams()
+    budget_micro_usd: int | None = None
+
+
+class Check(Base, kw_only=True):
+    """One named validation check."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Validation(Manifest, tag="validation", kw_only=True):
+    """The machine-readable validation report of a step or attempt."""
+
+    ok: bool
+    checks: tuple[Check, ...] = ()
+    expected_width: int = 0
+    expected_height: int = 0
+    immutable_mismatch_px: int = 0
+    scores: Scores = Scores()
+
+
+class BackendResponse(Manifest, tag="response", kw_only=True):
+    """A backend's whole answer to one request, kept so replay can answer it again."""
+
+    request_id: str
+    backend: str
+    model: str = ""
+    output_ids: tuple[str, ...] = ()
+    usage: Usage = Usage()
+    cost_micro_usd: int = 0
+    provider_request_id: str = ""
+    metadata: dict[str, str] = {}
+
+
+AnyManifest = Canvas | Step | Attempt | Session | Validation | BackendResponse
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decoder = msgspec.json.Decoder(AnyManifest)
+
+
+def encode(obj: Manifest) -> bytes:
+    """Canonical bytes of a manifest."""
+    return _encoder.encode(obj)
+
+
+def decode(data: bytes) -> AnyManifest:
+    """Decode a manifest; raises msgspec.ValidationError/DecodeError on bad input."""
+    return _decoder.decode(data)
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain dicts/lists for display (sorted keys)."""
+    return msgspec.to_builtins(obj, order="sorted")

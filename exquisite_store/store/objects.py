@@ -1,0 +1,166 @@
+"""Content-addressed objects: images (by pixels), texts and JSON manifests."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TypeVar
+
+import msgspec
+import numpy as np
+
+from exquisite_store import imageio, manifests
+from exquisite_store.errors import (
+    AmbiguousId,
+    ImageRejected,
+    IntegrityError,
+    NotFound,
+    StoreError,
+)
+from exquisite_store.ids import (
+    EXTENSIONS,
+    ObjectId,
+    check_id,
+    check_prefix,
+    hash_object,
+    image_canonical_header,
+)
+from exquisite_store.store.storage import BaseStorage
+
+M = TypeVar("M", bound=manifests.Manifest)
+_KIND_OF_EXT = {v: k for k, v in EXTENSIONS.items()}
+
+
+def image_id(arr: np.ndarray) -> ObjectId:
+    """The id of an image array: its mode, size and raw pixels, never its encoding."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    header = image_canonical_header(imageio.mode_of(arr), arr.shape[1], arr.shape[0])
+    return hash_object("image", header + arr.tobytes())
+
+
+def id_of_bytes(kind: str, data: bytes) -> ObjectId:
+    """The id of stored bytes of ``kind`` (images are decoded to their pixels first)."""
+    if kind == "image":
+        return image_id(imageio.to_array(imageio.decode(data, what="stored image")))
+    return hash_object(kind, data)
+
+
+class ObjectStore:
+    """put/get/has over a storage backend, with a small cache of decoded images."""
+
+    def __init__(self, storage: BaseStorage, *, cache_items: int = 512) -> None:
+        self.storage = storage
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_items = cache_items
+        self._mutex = threading.Lock()
+
+    # --- writing ---------------------------------------------------------------
+
+    def put_image(self, arr: np.ndarray) -> ObjectId:
+        """Store an image array as PNG under its pixel id."""
+        arr = np.ascontiguousarray(arr, dtype=np.uint8)
+        oid = image_id(arr)
+        if self.storage.put_object(oid, "png", imageio.encode_png(imageio.from_array(arr))):
+            frozen = arr.copy()
+            frozen.flags.writeable = False
+            self._remember(oid, frozen)
+        return oid
+
+    def put_text(self, text: str) -> ObjectId:
+        """Store UTF-8 text."""
+        data = text.encode("utf-8")
+        oid = hash_object("text", data)
+        self.storage.put_object(oid, "txt", data)
+        return oid
+
+    def put_json(self, obj: manifests.Manifest) -> ObjectId:
+        """Store a manifest as canonical JSON."""
+        data = manifests.encode(obj)
+        oid = hash_object("json", data)
+        self.storage.put_object(oid, "json", data)
+        return oid
+
+    def _remember(self, oid: str, arr: np.ndarray) -> None:
+        with self._mutex:
+            self._cache[oid] = arr
+            self._cache.move_to_end(oid)
+            while len(self._cache) > self._cache_items:
+                self._cache.popitem(last=False)
+
+    # --- reading ---------------------------------------------------------------
+
+    def has(self, oid: str) -> bool:
+        """Whether an object with this (validated) id is stored."""
+        return self.storage.has_object(check_id(oid))
+
+    def get_bytes(self, oid: str, *, verify: bool = False) -> tuple[str, bytes]:
+        """Kind and raw stored bytes; ``verify`` rehashes and raises IntegrityError."""
+        oid = check_id(oid)
+        ext, data = self.storage.get_object(oid)
+        kind = _KIND_OF_EXT[ext]
+        if verify:
+            try:
+                got = id_of_bytes(kind, data)
+            except ImageRejected as exc:
+                raise IntegrityError(
+                    f"object {oid} is damaged: {exc.message}", expected=oid, got="undecodable"
+                ) from exc
+            if got != oid:
+                raise IntegrityError(
+                    f"object {oid} is damaged: its content hashes to {got}", expected=oid, got=got
+                )
+        return kind, data
+
+    def get_image(self, oid: str, *, verify: bool = False) -> np.ndarray:
+        """An image's pixels (read-only array)."""
+        if not verify:
+            with self._mutex:
+                hit = self._cache.get(oid)
+            if hit is not None:
+                return hit
+        kind, data = self.get_bytes(oid, verify=verify)
+        if kind != "image":
+            raise NotFound(f"object {oid} is a {kind}, not an image", id=oid)
+        arr = imageio.to_array(imageio.decode(data, what=f"object {oid[:12]}"))
+        arr.flags.writeable = False
+        self._remember(oid, arr)
+        return arr
+
+    def get_text(self, oid: str, *, verify: bool = False) -> str:
+        """A text object."""
+        kind, data = self.get_bytes(oid, verify=verify)
+        if kind != "text":
+            raise NotFound(f"object {oid} is a {kind}, not a text", id=oid)
+        return data.decode("utf-8")
+
+    def get_manifest(self, oid: str, kind: type[M] | None = None, *, verify: bool = False) -> M:
+        """Decode a manifest; ``kind`` asserts its type (NotFound otherwise)."""
+        k, data = self.get_bytes(oid, verify=verify)
+        if k != "json":
+            raise NotFound(f"object {oid} is a {k}, not a manifest", id=oid)
+        try:
+            obj = manifests.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise StoreError(f"object {oid} is not a valid manifest: {exc}", id=oid) from exc
+        if kind is not None and not isinstance(obj, kind):
+            want = kind.__struct_config__.tag
+            raise NotFound(f"object {oid} is a {type(obj).__name__.lower()}, not a {want}", id=oid)
+        return obj  # type: ignore[return-value]
+
+    def resolve(self, prefix: str) -> ObjectId:
+        """Expand a unique id prefix (>= 8 hex chars) to the full id."""
+        prefix = check_prefix(prefix)
+        if len(prefix) == 64:
+            if not self.storage.has_object(prefix):
+                raise NotFound(f"no object {prefix}", id=prefix)
+            return ObjectId(prefix)
+        matches = [
+            oid for oid, _ in self.storage.list_objects(prefix[:2]) if oid.startswith(prefix)
+        ]
+        if not matches:
+            raise NotFound(f"no object starts with {prefix}", id=prefix)
+        if len(matches) > 1:
+            raise AmbiguousId(
+                f"{prefix} is ambiguous: {len(matches)} objects start with it", id=prefix
+            )
+        return ObjectId(matches[0])

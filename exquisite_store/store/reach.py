@@ -1,0 +1,87 @@
+"""What refers to what: manifest references and reachability from refs and logs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from exquisite_store import manifests
+from exquisite_store.errors import ExqError
+from exquisite_store.store.store import Store
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: Fields holding hashes that are names, not stored objects.
+NOT_OBJECT_FIELDS = frozenset({"recipe_id", "request_id", "provider_request_id"})
+
+
+def references(obj: manifests.Manifest) -> list[str]:
+    """Every object id a manifest points at (any 64-hex string outside name-hash fields)."""
+    out: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if key in NOT_OBJECT_FIELDS:
+            return
+        if isinstance(value, str):
+            if _HEX64.match(value):
+                out.append(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, key)
+
+    walk(manifests.to_builtins(obj))
+    return out
+
+
+def root_ids(store: Store) -> Iterator[str]:
+    """Ids named by refs, reflogs and attempt logs: the roots of reachability."""
+    storage = store.storage
+    for name in storage.list_refs():
+        value = storage.read_ref(name)
+        if value and _HEX64.match(value):
+            yield value
+    for log in storage.list_logs("refs/"):
+        for entry in store.refs.reflog(log[len("refs/") :]):
+            for v in (entry.old, entry.new):
+                if v and _HEX64.match(v):
+                    yield v
+    for log in storage.list_logs("sessions/"):
+        if log.endswith("/attempts"):
+            for line in store._read_log(log):
+                if _HEX64.match(line.id):
+                    yield line.id
+
+
+def reachable(store: Store, roots: Iterable[str]) -> tuple[set[str], list[tuple[str, str]]]:
+    """Ids reachable from ``roots`` and the ``(from, missing)`` references found."""
+    seen: set[str] = set()
+    missing: list[tuple[str, str]] = []
+    stack = [("(root)", r) for r in roots]
+    while stack:
+        parent, oid = stack.pop()
+        if oid in seen:
+            continue
+        if not store.storage.has_object(oid):
+            missing.append((parent, oid))
+            continue
+        seen.add(oid)
+        ext, data = store.storage.get_object(oid)
+        if ext != "json":
+            continue
+        try:
+            obj = manifests.decode(data)
+        except Exception:  # a damaged manifest is fsck's finding, not a crash here
+            continue
+        stack.extend((oid, ref) for ref in references(obj) if ref not in seen)
+    return seen, missing
+
+
+def safe_reachable(store: Store) -> tuple[set[str], list[tuple[str, str]]]:
+    """Reachability from every root; errors become empty results for the caller to report."""
+    try:
+        return reachable(store, list(root_ids(store)))
+    except ExqError:
+        return set(), []

@@ -1,0 +1,111 @@
+"""Refs, the only mutable state: branch heads, HEAD and the session pointer, by CAS."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from exquisite_store.errors import InvalidName, NotFound
+from exquisite_store.ids import check_id
+from exquisite_store.store.storage import BaseStorage
+
+NAME_MAX = 64
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Validate a session or branch name: it becomes one path component, nothing more."""
+    if not isinstance(value, str) or not value:
+        raise InvalidName(f"{what} must not be empty", value=value)
+    if len(value) > NAME_MAX:
+        raise InvalidName(f"{what} is longer than {NAME_MAX} characters", value=value[:80])
+    if not _NAME.match(value) or ".." in value or value.endswith((".lock", ".")):
+        raise InvalidName(
+            f"{what} {value!r:.80} may hold only letters, digits and . _ ~ - "
+            "(starting with a letter or digit, no '..', not ending in '.lock')",
+            value=value,
+        )
+    return value
+
+
+class ReflogEntry(msgspec.Struct, frozen=True):
+    """One line of a reflog."""
+
+    old: str | None
+    new: str
+    time_ms: int
+    message: str
+
+
+_reflog_decoder = msgspec.json.Decoder(ReflogEntry)
+
+
+class Refs:
+    """Branch heads of sessions over a storage backend."""
+
+    def __init__(self, storage: BaseStorage, clock_ms: object) -> None:
+        self.storage = storage
+        self._clock_ms = clock_ms
+
+    @staticmethod
+    def branch_ref(session: str, branch: str) -> str:
+        """The ref name of a branch."""
+        return f"{check_name(session, 'session')}/heads/{check_name(branch, 'branch')}"
+
+    def sessions(self) -> list[str]:
+        """Names of every session with a session pointer."""
+        return sorted({r.split("/")[0] for r in self.storage.list_refs() if r.endswith("/session")})
+
+    def branches(self, session: str) -> dict[str, str]:
+        """``{branch: step id}`` of a session."""
+        prefix = f"{check_name(session, 'session')}/heads/"
+        out = {}
+        for name in self.storage.list_refs(prefix):
+            value = self.storage.read_ref(name)
+            if value:
+                out[name[len(prefix) :]] = value
+        return out
+
+    def head(self, session: str, branch: str) -> str:
+        """The step id a branch points at; NotFound if no such branch."""
+        value = self.storage.read_ref(self.branch_ref(session, branch))
+        if value is None:
+            raise NotFound(f"session {session!r} has no branch {branch!r}", branch=branch)
+        return check_id(value)
+
+    def update(self, session: str, branch: str, old: str | None, new: str, message: str) -> None:
+        """Compare-and-swap a branch from ``old`` (None: must not exist) to ``new``."""
+        self._cas(self.branch_ref(session, branch), old, check_id(new), message)
+
+    def current_branch(self, session: str) -> str:
+        """The branch HEAD names (``main`` if HEAD is missing)."""
+        value = self.storage.read_ref(f"{check_name(session, 'session')}/HEAD")
+        return value or "main"
+
+    def set_current_branch(self, session: str, branch: str) -> None:
+        """Point HEAD at a branch."""
+        name = f"{check_name(session, 'session')}/HEAD"
+        self._cas(name, self.storage.read_ref(name), check_name(branch, "branch"), "checkout")
+
+    def session_pointer(self, session: str) -> str | None:
+        """The id of the session's current session manifest."""
+        return self.storage.read_ref(f"{check_name(session, 'session')}/session")
+
+    def set_session_pointer(self, session: str, old: str | None, new: str, message: str) -> None:
+        """CAS the session manifest pointer."""
+        self._cas(f"{check_name(session, 'session')}/session", old, check_id(new), message)
+
+    def reflog(self, ref: str) -> list[ReflogEntry]:
+        """The reflog of a ref, oldest first (unreadable lines skipped)."""
+        out = []
+        for line in self.storage.read_log(f"refs/{ref}"):
+            try:
+                out.append(_reflog_decoder.decode(line))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue
+        return out
+
+    def _cas(self, name: str, old: str | None, new: str, message: str) -> None:
+        entry = ReflogEntry(old=old, new=new, time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        self.storage.cas_ref(name, old, new, msgspec.json.encode(entry))

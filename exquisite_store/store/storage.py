@@ -1,0 +1,307 @@
+"""The storage primitives behind one small interface, on disk and in memory.
+
+Everything above this module speaks only these verbs, so another backend (an
+S3-compatible one with ``If-None-Match: *`` / ``If-Match``) can slot in later:
+put-if-absent for objects, compare-and-swap for refs, list, read, append for logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from exquisite_store.errors import ArtifactWriteError, BranchMoved, NotFound
+from exquisite_store.store.files import LockFile, atomic_write, ensure_dir, flocked, fsync_dir
+
+EXTS = ("json", "png", "txt")
+
+
+class BaseStorage:
+    """The verbs the store needs; names are already validated by the caller."""
+
+    def put_object(self, oid: str, ext: str, data: bytes) -> bool:
+        """Store bytes under ``oid`` unless present (then freshen it); True if new."""
+        raise NotImplementedError
+
+    def get_object(self, oid: str) -> tuple[str, bytes]:
+        """The extension and bytes of an object; NotFound if absent."""
+        raise NotImplementedError
+
+    def has_object(self, oid: str) -> bool:
+        """Whether an object is stored."""
+        raise NotImplementedError
+
+    def list_objects(self, fan: str = "") -> Iterator[tuple[str, str]]:
+        """Every stored ``(oid, ext)``; ``fan`` (2 hex chars) limits it to one fan-out."""
+        raise NotImplementedError
+
+    def object_age_s(self, oid: str) -> float:
+        """Seconds since the object was written or last freshened."""
+        raise NotImplementedError
+
+    def delete_object(self, oid: str) -> None:
+        """Remove an object (gc only)."""
+        raise NotImplementedError
+
+    def read_ref(self, name: str) -> str | None:
+        """A ref's value, or None if it does not exist."""
+        raise NotImplementedError
+
+    def cas_ref(self, name: str, old: str | None, new: str, log: bytes | None = None) -> None:
+        """Set ``name`` to ``new`` if it is ``old`` now, appending ``log`` to its reflog."""
+        raise NotImplementedError
+
+    def list_refs(self, prefix: str = "") -> list[str]:
+        """Names of refs starting with ``prefix``, sorted."""
+        raise NotImplementedError
+
+    def append_log(self, name: str, line: bytes) -> None:
+        """Append one line to a log."""
+        raise NotImplementedError
+
+    def read_log(self, name: str) -> list[bytes]:
+        """All lines of a log (empty if none)."""
+        raise NotImplementedError
+
+    def list_logs(self, prefix: str = "") -> list[str]:
+        """Names of logs starting with ``prefix``, sorted."""
+        raise NotImplementedError
+
+    def writer_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Shared for writers, exclusive for gc."""
+        raise NotImplementedError
+
+    def log_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Exclusive while a log is read, numbered and appended to."""
+        raise NotImplementedError
+
+
+class DiskStorage(BaseStorage):
+    """The on-disk layout of DESIGN.md §3."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.refs = root / "refs"
+        self.logs = root / "logs"
+        self.tmp = root / "tmp"
+
+    def _object_path(self, oid: str, ext: str) -> Path:
+        return self.objects / oid[:2] / f"{oid}.{ext}"
+
+    def _find(self, oid: str) -> Path | None:
+        for ext in EXTS:
+            p = self._object_path(oid, ext)
+            if p.exists():
+                return p
+        return None
+
+    def put_object(self, oid: str, ext: str, data: bytes) -> bool:
+        path = self._object_path(oid, ext)
+        if path.exists():
+            with contextlib.suppress(OSError):
+                os.utime(path)  # a concurrent gc sees it as fresh
+            return False
+        new = atomic_write(path, data, tmp_dir=self.tmp, exclusive=True, read_only=True)
+        if not new:
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        return new
+
+    def get_object(self, oid: str) -> tuple[str, bytes]:
+        path = self._find(oid)
+        if path is None:
+            raise NotFound(f"no object {oid}", id=oid)
+        return path.suffix[1:], path.read_bytes()
+
+    def has_object(self, oid: str) -> bool:
+        return self._find(oid) is not None
+
+    def object_path(self, oid: str) -> Path:
+        """The file of a stored object (the viewer sends it as is)."""
+        path = self._find(oid)
+        if path is None:
+            raise NotFound(f"no object {oid}", id=oid)
+        return path
+
+    def list_objects(self, fan: str = "") -> Iterator[tuple[str, str]]:
+        if not self.objects.is_dir():
+            return
+        fans = [self.objects / fan] if fan else sorted(self.objects.iterdir())
+        for d in fans:
+            if not d.is_dir():
+                continue
+            for f in sorted(d.iterdir()):
+                stem, _, ext = f.name.partition(".")
+                if ext in EXTS:
+                    yield stem, ext
+
+    def object_age_s(self, oid: str) -> float:
+        path = self._find(oid)
+        return time.time() - path.stat().st_mtime if path else 0.0
+
+    def delete_object(self, oid: str) -> None:
+        path = self._find(oid)
+        if path is not None:
+            path.unlink()
+
+    def read_ref(self, name: str) -> str | None:
+        try:
+            return (self.refs / name).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def cas_ref(self, name: str, old: str | None, new: str, log: bytes | None = None) -> None:
+        path = self.refs / name
+        with LockFile(path) as lock:
+            current = self.read_ref(name)
+            if current != old:
+                raise BranchMoved(
+                    f"{name} moved: expected {old or 'nothing'}, found {current or 'nothing'}",
+                    ref=name,
+                    expected=old,
+                    actual=current,
+                )
+            lock.commit(new.encode() + b"\n")
+            if log is not None:
+                self.append_log(f"refs/{name}", log)
+
+    def list_refs(self, prefix: str = "") -> list[str]:
+        if not self.refs.is_dir():
+            return []
+        out = []
+        for p in self.refs.rglob("*"):
+            if p.is_file() and not p.name.endswith(".lock"):
+                rel = p.relative_to(self.refs).as_posix()
+                if rel.startswith(prefix):
+                    out.append(rel)
+        return sorted(out)
+
+    def list_locks(self) -> list[Path]:
+        """Every ``*.lock`` file under refs/ (stale ones are reported, never broken)."""
+        return sorted(self.refs.rglob("*.lock")) if self.refs.is_dir() else []
+
+    def append_log(self, name: str, line: bytes) -> None:
+        path = self.logs / name
+        try:
+            ensure_dir(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.rstrip(b"\n") + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ArtifactWriteError(f"cannot append to log {name}: {exc}", log=name) from exc
+
+    def read_log(self, name: str) -> list[bytes]:
+        try:
+            data = (self.logs / name).read_bytes()
+        except FileNotFoundError:
+            return []
+        # a torn last line (crash mid-append) is not a line
+        return (
+            [ln for ln in data.split(b"\n") if ln]
+            if data.endswith(b"\n")
+            else [ln for ln in data.split(b"\n")[:-1] if ln]
+        )
+
+    def list_logs(self, prefix: str = "") -> list[str]:
+        if not self.logs.is_dir():
+            return []
+        names = (p.relative_to(self.logs).as_posix() for p in self.logs.rglob("*") if p.is_file())
+        return sorted(n for n in names if n.startswith(prefix) and not n.endswith(".lock"))
+
+    def writer_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
+        return flocked(self.root / "store.lock", exclusive)
+
+    def log_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive advisory lock for read-modify-append of one log."""
+        return flocked(self.logs / (name + ".lock"), True)
+
+    def sync(self) -> None:
+        """Flush the store root's directory entry."""
+        fsync_dir(self.root)
+
+
+class MemoryStorage(BaseStorage):
+    """Everything in dicts; for tests and as the model of the interface's contract."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[str, bytes, float]] = {}
+        self._refs: dict[str, str] = {}
+        self._logs: dict[str, list[bytes]] = {}
+        self._mutex = threading.RLock()
+
+    def put_object(self, oid: str, ext: str, data: bytes) -> bool:
+        with self._mutex:
+            if oid in self._objects:
+                e, d, _ = self._objects[oid]
+                self._objects[oid] = (e, d, time.time())
+                return False
+            self._objects[oid] = (ext, bytes(data), time.time())
+            return True
+
+    def get_object(self, oid: str) -> tuple[str, bytes]:
+        try:
+            ext, data, _ = self._objects[oid]
+        except KeyError:
+            raise NotFound(f"no object {oid}", id=oid) from None
+        return ext, data
+
+    def has_object(self, oid: str) -> bool:
+        return oid in self._objects
+
+    def list_objects(self, fan: str = "") -> Iterator[tuple[str, str]]:
+        with self._mutex:
+            items = sorted((k, v[0]) for k, v in self._objects.items() if k.startswith(fan))
+        yield from items
+
+    def object_age_s(self, oid: str) -> float:
+        return time.time() - self._objects[oid][2] if oid in self._objects else 0.0
+
+    def delete_object(self, oid: str) -> None:
+        with self._mutex:
+            self._objects.pop(oid, None)
+
+    def read_ref(self, name: str) -> str | None:
+        return self._refs.get(name)
+
+    def cas_ref(self, name: str, old: str | None, new: str, log: bytes | None = None) -> None:
+        with self._mutex:
+            current = self._refs.get(name)
+            if current != old:
+                raise BranchMoved(
+                    f"{name} moved: expected {old or 'nothing'}, found {current or 'nothing'}",
+                    ref=name,
+                    expected=old,
+                    actual=current,
+                )
+            self._refs[name] = new
+            if log is not None:
+                self.append_log(f"refs/{name}", log)
+
+    def list_refs(self, prefix: str = "") -> list[str]:
+        return sorted(n for n in self._refs if n.startswith(prefix))
+
+    def append_log(self, name: str, line: bytes) -> None:
+        with self._mutex:
+            self._logs.setdefault(name, []).append(line.rstrip(b"\n"))
+
+    def read_log(self, name: str) -> list[bytes]:
+        with self._mutex:
+            return list(self._logs.get(name, []))
+
+    def list_logs(self, prefix: str = "") -> list[str]:
+        return sorted(n for n in self._logs if n.startswith(prefix))
+
+    def writer_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
+        return self._mutex
+
+    def log_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock for read-modify-append of one log."""
+        return self._mutex

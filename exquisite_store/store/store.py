@@ -1,0 +1,256 @@
+"""The store facade: one root directory, its objects, refs and logs (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from exquisite_store import imageio
+from exquisite_store.errors import AlreadyExists, BranchMoved, NotFound, StoreError
+from exquisite_store.ids import ObjectId
+from exquisite_store.manifests import Attempt, Canvas, Session, Step, StepParams
+from exquisite_store.store.canvas import compose_full, put_canvas
+from exquisite_store.store.files import atomic_write, ensure_dir
+from exquisite_store.store.objects import ObjectStore
+from exquisite_store.store.refs import Refs, check_name
+from exquisite_store.store.storage import BaseStorage, DiskStorage, MemoryStorage
+
+FORMAT_VERSION = 1
+DEFAULT_TILE_SIZE = 256
+TILE_SIZES = (64, 128, 256, 512, 1024)
+Clock = Callable[[], int]
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One line of an attempt or event log (not hashed, so free-form fields are fine)."""
+
+    seq: int = 0
+    time_ms: int = 0
+    type: str = ""
+    id: str = ""
+    kind: str = ""
+    message: str = ""
+    data: dict[str, Any] = {}
+
+
+_log_decoder = msgspec.json.Decoder(LogLine)
+
+
+class Store:
+    """Objects, refs and logs of one store; every path derives from ``storage``."""
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        *,
+        tile_size: int = DEFAULT_TILE_SIZE,
+        clock: Clock | None = None,
+    ) -> None:
+        self.storage = storage
+        self.tile_size = tile_size
+        self.clock_ms: Clock = clock or wall_clock_ms
+        self.objects = ObjectStore(storage)
+        self.refs = Refs(storage, self.clock_ms)
+
+    # --- opening -----------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls, root: Path, *, tile_size: int = DEFAULT_TILE_SIZE, clock: Clock | None = None
+    ) -> Store:
+        """Create a store at ``root``; AlreadyExists if one is there."""
+        if tile_size not in TILE_SIZES:
+            raise StoreError(f"tile size must be one of {TILE_SIZES}, not {tile_size}")
+        root = Path(root).absolute()
+        if (root / "store.toml").exists():
+            raise AlreadyExists(f"a store already exists at {root}", path=str(root))
+        for sub in ("objects", "refs", "logs", "tmp", "cache"):
+            ensure_dir(root / sub)
+        text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
+        atomic_write(root / "store.toml", text.encode(), tmp_dir=root / "tmp", exclusive=True)
+        return cls(DiskStorage(root), tile_size=tile_size, clock=clock)
+
+    @classmethod
+    def open(cls, root: Path, *, clock: Clock | None = None) -> Store:
+        """Open the store at ``root``; StoreError if there is none or it is newer."""
+        root = Path(root).absolute()
+        try:
+            conf = tomllib.loads((root / "store.toml").read_text())
+        except FileNotFoundError:
+            raise StoreError(f"no store at {root} (create one with `exq init`)") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{root / 'store.toml'} is damaged: {exc}") from exc
+        if conf.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"store format {conf.get('format_version')!r} is not supported")
+        tile = conf.get("tile_size")
+        if tile not in TILE_SIZES:
+            raise StoreError(f"store.toml has an invalid tile_size {tile!r}")
+        return cls(DiskStorage(root), tile_size=tile, clock=clock)
+
+    @classmethod
+    def memory(cls, *, tile_size: int = DEFAULT_TILE_SIZE, clock: Clock | None = None) -> Store:
+        """A store that lives in memory (tests, benchmarks)."""
+        return cls(MemoryStorage(), tile_size=tile_size, clock=clock)
+
+    @property
+    def root(self) -> Path | None:
+        """The store directory (None for a memory store)."""
+        return getattr(self.storage, "root", None)
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Held by every writer of a step; gc takes it exclusively."""
+        return self.storage.writer_lock(exclusive=False)
+
+    # --- sessions ------------------------------------------------------------------
+
+    def create_session(
+        self,
+        name: str,
+        image: np.ndarray,
+        *,
+        title: str = "",
+        source_name: str = "",
+        defaults: StepParams | None = None,
+        budget_micro_usd: int | None = None,
+    ) -> tuple[Session, ObjectId]:
+        """Import ``image`` as the root step of a new session on branch ``main``."""
+        check_name(name, "session")
+        if self.refs.session_pointer(name) is not None:
+            raise AlreadyExists(f"session {name!r} already exists", session=name)
+        if imageio.mode_of(image) not in imageio.CANVAS_MODES:
+            raise StoreError(f"start image must be RGB or RGBA, not {imageio.mode_of(image)}")
+        now = self.clock_ms()
+        with self.writing():
+            canvas = put_canvas(self.objects, image, 0, 0, self.tile_size)
+            canvas_id = self.objects.put_json(canvas)
+            from exquisite_store.manifests import Result
+
+            root = Step(
+                session=name,
+                created_ms=now,
+                source_name=source_name,
+                result=Result(canvas_id=canvas_id, width=canvas.width, height=canvas.height),
+            )
+            root_id = self.objects.put_json(root)
+            session = Session(
+                name=name,
+                title=title or name,
+                created_ms=now,
+                root=root_id,
+                defaults=defaults or StepParams(),
+                budget_micro_usd=budget_micro_usd,
+            )
+            sid = self.objects.put_json(session)
+            try:
+                self.refs.set_session_pointer(name, None, sid, "create session")
+            except BranchMoved:
+                raise AlreadyExists(f"session {name!r} already exists", session=name) from None
+            self.refs.update(name, "main", None, root_id, "root: import start image")
+            self.refs.set_current_branch(name, "main")
+        return session, root_id
+
+    def session(self, name: str) -> Session:
+        """The current session manifest; NotFound if there is no such session."""
+        sid = self.refs.session_pointer(name)
+        if sid is None:
+            raise NotFound(f"no session {name!r}", session=name)
+        return self.objects.get_manifest(sid, Session)
+
+    def update_session(self, name: str, message: str, **changes: Any) -> Session:
+        """Store a new version of the session manifest and CAS its pointer."""
+        old_id = self.refs.session_pointer(name)
+        if old_id is None:
+            raise NotFound(f"no session {name!r}", session=name)
+        new = msgspec.structs.replace(self.objects.get_manifest(old_id, Session), **changes)
+        with self.writing():
+            self.refs.set_session_pointer(name, old_id, self.objects.put_json(new), message)
+        return new
+
+    # --- steps -----------------------------------------------------------------------
+
+    def step(self, step_id: str) -> Step:
+        """A step manifest by full id."""
+        return self.objects.get_manifest(step_id, Step)
+
+    def resolve_step(self, ref: str, session: str | None = None) -> ObjectId:
+        """A step id from an id prefix, or ``BRANCH`` / ``SESSION:BRANCH`` name."""
+        if session is not None and ref in self.refs.branches(session):
+            return ObjectId(self.refs.head(session, ref))
+        if ":" in ref:
+            s, b = ref.split(":", 1)
+            return ObjectId(self.refs.head(s, b))
+        oid = self.objects.resolve(ref)
+        self.objects.get_manifest(oid, Step)
+        return oid
+
+    def canvas(self, step: Step) -> Canvas:
+        """The canvas manifest of a step."""
+        return self.objects.get_manifest(step.result.canvas_id, Canvas)
+
+    def canvas_pixels(self, step: Step) -> np.ndarray:
+        """The whole canvas of a step as an array."""
+        return compose_full(self.objects, self.canvas(step))
+
+    def history(self, step_id: str) -> Iterator[tuple[ObjectId, Step]]:
+        """A step and its ancestors, newest first."""
+        current: str | None = step_id
+        while current is not None:
+            step = self.step(current)
+            yield ObjectId(current), step
+            current = step.parent
+
+    # --- logs ---------------------------------------------------------------------------
+
+    def record_attempt(self, attempt: Attempt) -> ObjectId:
+        """Store an attempt manifest and list it in its session's attempt log."""
+        aid = self.objects.put_json(attempt)
+        line = LogLine(
+            time_ms=self.clock_ms(),
+            type="attempt",
+            id=aid,
+            kind=attempt.failure_kind,
+            message=attempt.message[:500],
+        )
+        self.storage.append_log(
+            f"sessions/{check_name(attempt.session, 'session')}/attempts", msgspec.json.encode(line)
+        )
+        return aid
+
+    def attempts(self, session: str) -> list[LogLine]:
+        """The attempt log of a session, oldest first."""
+        return self._read_log(f"sessions/{check_name(session, 'session')}/attempts")
+
+    def append_event(self, session: str, type_: str, **data: Any) -> int:
+        """Append an event with the next sequence number; returns it."""
+        name = f"sessions/{check_name(session, 'session')}/events"
+        with self.storage.log_lock(name):
+            seq = len(self.storage.read_log(name)) + 1
+            line = LogLine(seq=seq, time_ms=self.clock_ms(), type=type_, data=data)
+            self.storage.append_log(name, msgspec.json.encode(line))
+        return seq
+
+    def events(self, session: str, after: int = 0) -> list[LogLine]:
+        """Events of a session with a sequence number above ``after``."""
+        lines = self._read_log(f"sessions/{check_name(session, 'session')}/events")
+        return [e for e in lines if e.seq > after]
+
+    def _read_log(self, name: str) -> list[LogLine]:
+        out = []
+        for raw in self.storage.read_log(name):
+            try:
+                out.append(_log_decoder.decode(raw))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue
+        return out
