@@ -103,6 +103,12 @@ class IntegrityError(StoreError):
         self.got = got
 
 
+class ManifestError(StoreError):
+    """Bytes that are not a valid manifest of a known kind and schema."""
+
+    kind = "manifest_error"
+
+
 class LockHeld(StoreError):
     """A lock file exists; reported with the holder's pid and the lock's age."""
 

@@ -33,7 +33,9 @@ def decode(data: bytes, *, max_pixels: int = MAX_PIXELS, what: str = "image") ->
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"{what} is too large to decode safely: {exc}") from exc
+        raise ImageRejected(
+            f"{what} is too large to decode safely: over the limit of {max_pixels} pixels"
+        ) from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageRejected(f"{what} is not an image in a format Pillow reads") from exc
     except Exception as exc:  # Pillow raises many types for broken input

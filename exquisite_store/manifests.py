@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from exquisite_store.errors import ManifestError
+
 SCHEMA_VERSION = 1
 
 
@@ -233,8 +235,11 @@ def encode(obj: Manifest) -> bytes:
 
 
 def decode(data: bytes) -> AnyManifest:
-    """Decode a manifest; raises msgspec.ValidationError/DecodeError on bad input."""
-    return _decoder.decode(data)
+    """Decode a manifest; any malformed input raises ManifestError, nothing else."""
+    try:
+        return _decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"not a valid manifest: {exc}") from exc
 
 
 def to_builtins(obj: Any) -> Any:

@@ -124,19 +124,29 @@ class LockFile:
     replaces that with the new content, fsyncs, and renames over the target.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wait_s: float = 5.0) -> None:
         self.path = path
         self.lock = path.with_name(path.name + ".lock")
+        self.wait_s = wait_s
         self._fd: int | None = None
 
     def __enter__(self) -> LockFile:
-        try:
-            ensure_dir(self.path.parent)
-            self._fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise lock_held_error(self.lock) from None
-        except OSError as exc:
-            raise ArtifactWriteError(f"cannot take lock {self.lock.name}: {exc}") from exc
+        # A live holder keeps a ref lock for microseconds, so wait for it a little;
+        # a lock whose recorded pid is dead is stale: report it at once.
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                ensure_dir(self.path.parent)
+                self._fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                pid, _age = read_lock_holder(self.lock)
+                stale = pid is not None and not pid_alive(pid)
+                if stale or time.monotonic() > deadline:
+                    raise lock_held_error(self.lock) from None
+                time.sleep(0.002)
+            except OSError as exc:
+                raise ArtifactWriteError(f"cannot take lock {self.lock.name}: {exc}") from exc
         try:
             _write_all(self._fd, f"pid {os.getpid()}\n".encode())
         except OSError as exc:

@@ -6,7 +6,6 @@ import threading
 from collections import OrderedDict
 from typing import TypeVar
 
-import msgspec
 import numpy as np
 
 from exquisite_store import imageio, manifests
@@ -14,8 +13,8 @@ from exquisite_store.errors import (
     AmbiguousId,
     ImageRejected,
     IntegrityError,
+    ManifestError,
     NotFound,
-    StoreError,
 )
 from exquisite_store.ids import (
     EXTENSIONS,
@@ -140,8 +139,8 @@ class ObjectStore:
             raise NotFound(f"object {oid} is a {k}, not a manifest", id=oid)
         try:
             obj = manifests.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise StoreError(f"object {oid} is not a valid manifest: {exc}", id=oid) from exc
+        except ManifestError as exc:
+            raise ManifestError(f"object {oid} is not a valid manifest: {exc}", id=oid) from exc
         if kind is not None and not isinstance(obj, kind):
             want = kind.__struct_config__.tag
             raise NotFound(f"object {oid} is a {type(obj).__name__.lower()}, not a {want}", id=oid)

@@ -73,7 +73,7 @@ def reachable(store: Store, roots: Iterable[str]) -> tuple[set[str], list[tuple[
             continue
         try:
             obj = manifests.decode(data)
-        except Exception:  # a damaged manifest is fsck's finding, not a crash here
+        except ExqError:  # a damaged manifest is fsck's finding, not a crash here
             continue
         stack.extend((oid, ref) for ref in references(obj) if ref not in seen)
     return seen, missing

@@ -1,0 +1,90 @@
+"""One contract suite run against every storage backend."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from exquisite_store.errors import BranchMoved, NotFound
+from exquisite_store.store.storage import BaseStorage, DiskStorage, MemoryStorage
+
+OID = "ab" + "0" * 62
+OID2 = "cd" + "1" * 62
+
+
+@pytest.fixture(params=["memory", "disk"])
+def storage(request, tmp_path: Path) -> BaseStorage:
+    if request.param == "memory":
+        return MemoryStorage()
+    (tmp_path / "tmp").mkdir()
+    return DiskStorage(tmp_path)
+
+
+class TestStorageContract:
+    def test_put_if_absent(self, storage: BaseStorage) -> None:
+        assert storage.put_object(OID, "txt", b"one") is True
+        assert storage.put_object(OID, "txt", b"two") is False
+        assert storage.get_object(OID) == ("txt", b"one")
+        assert storage.has_object(OID) and not storage.has_object(OID2)
+
+    def test_missing_object(self, storage: BaseStorage) -> None:
+        with pytest.raises(NotFound):
+            storage.get_object(OID2)
+
+    def test_list_and_delete(self, storage: BaseStorage) -> None:
+        storage.put_object(OID, "txt", b"a")
+        storage.put_object(OID2, "json", b"{}")
+        assert sorted(storage.list_objects()) == [(OID, "txt"), (OID2, "json")]
+        assert list(storage.list_objects("cd")) == [(OID2, "json")]
+        storage.delete_object(OID)
+        assert list(storage.list_objects()) == [(OID2, "json")]
+
+    def test_cas(self, storage: BaseStorage) -> None:
+        assert storage.read_ref("s/heads/main") is None
+        storage.cas_ref("s/heads/main", None, OID, b'{"m":1}')
+        with pytest.raises(BranchMoved):
+            storage.cas_ref("s/heads/main", None, OID2)
+        with pytest.raises(BranchMoved):
+            storage.cas_ref("s/heads/main", OID2, OID)
+        storage.cas_ref("s/heads/main", OID, OID2, b'{"m":2}')
+        assert storage.read_ref("s/heads/main") == OID2
+        assert storage.list_refs("s/") == ["s/heads/main"]
+        assert storage.read_log("refs/s/heads/main") == [b'{"m":1}', b'{"m":2}']
+
+    def test_logs(self, storage: BaseStorage) -> None:
+        storage.append_log("sessions/a/events", b"1")
+        storage.append_log("sessions/a/events", b"2\n")
+        assert storage.read_log("sessions/a/events") == [b"1", b"2"]
+        assert storage.read_log("sessions/none") == []
+        assert storage.list_logs("sessions/") == ["sessions/a/events"]
+
+    def test_threads_racing_one_ref_exactly_one_wins(self, storage: BaseStorage) -> None:
+        storage.cas_ref("s/heads/main", None, OID)
+        wins, losses = [], []
+        barrier = threading.Barrier(8)
+
+        def racer(i: int) -> None:
+            barrier.wait()
+            try:
+                storage.cas_ref("s/heads/main", OID, f"{i:02d}" + "e" * 62)
+                wins.append(i)
+            except BranchMoved:
+                losses.append(i)
+
+        threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(wins) == 1 and len(losses) == 7
+        assert storage.read_ref("s/heads/main") == f"{wins[0]:02d}" + "e" * 62
+
+
+def test_torn_log_line_is_ignored(tmp_path: Path) -> None:
+    s = DiskStorage(tmp_path)
+    s.append_log("x", b"whole")
+    with open(tmp_path / "logs" / "x", "ab") as f:
+        f.write(b'{"half')
+    assert s.read_log("x") == [b"whole"]
