@@ -178,6 +178,9 @@ class Attempt(Manifest, tag="attempt", kw_only=True):
     response: Response | None = None
     validation_id: str = ""
     timing: Timing = Timing()
+    #: a whole step that was stored but could not move its branch (BranchMoved)
+    step_id: str = ""
+    details: dict[str, str] = {}
 
 
 class Session(Manifest, tag="session", kw_only=True):
@@ -240,6 +243,11 @@ def decode(data: bytes) -> AnyManifest:
         return _decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"not a valid manifest: {exc}") from exc
+
+
+def hash_input(*parts: Any) -> bytes:
+    """Canonical bytes of several values, for ids of things that are not stored."""
+    return _encoder.encode(list(parts))
 
 
 def to_builtins(obj: Any) -> Any:

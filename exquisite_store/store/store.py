@@ -232,6 +232,22 @@ class Store:
         """The attempt log of a session, oldest first."""
         return self._read_log(f"sessions/{check_name(session, 'session')}/attempts")
 
+    def record_response(self, session: str, request_id: str, response_id: str) -> None:
+        """List a backend response under its request id, for replay."""
+        line = LogLine(time_ms=self.clock_ms(), type="response", id=response_id, kind=request_id)
+        self.storage.append_log(
+            f"sessions/{check_name(session, 'session')}/responses", msgspec.json.encode(line)
+        )
+
+    def find_response(self, session: str, request_id: str) -> str | None:
+        """The newest recorded response to ``request_id`` in a session."""
+        for line in reversed(
+            self._read_log(f"sessions/{check_name(session, 'session')}/responses")
+        ):
+            if line.kind == request_id:
+                return line.id
+        return None
+
     def append_event(self, session: str, type_: str, **data: Any) -> int:
         """Append an event with the next sequence number; returns it."""
         name = f"sessions/{check_name(session, 'session')}/events"

@@ -1,0 +1,1 @@
+"""Backends: images + masks + prompts in, images out (no directions)."""

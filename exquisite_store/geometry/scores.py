@@ -1,0 +1,116 @@
+"""Seam and drift scores, as integers (per-mille) so the records that hold them hash stably.
+
+``seam_score`` compares the jump across a seam with the image's own column-to-column
+change next to it, at several scales (block means), and keeps the worst; at the coarse
+scales block boundaries a little before the seam are tried too, so that a feather,
+which spreads a step over the columns just before the seam, cannot hide it.
+``drift_scores`` measures how far the model repainted the context it was told to keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from exquisite_store.errors import ConfigError, DimensionMismatch
+from exquisite_store.geometry.seams import correct_colour, div_round
+
+# Block sizes at which the seam is measured: a feather spreads a colour step over a
+# few columns at full scale, but it is one block pair again at 1/4 or 1/16.
+SCORE_SCALES: tuple[int, ...] = (1, 4, 16)
+# Block boundaries tried per coarse scale, from the seam back into the old side: a
+# feather turns a step into a ramp just before the seam, and a block pair straddling
+# the middle of that ramp sees most of the step where one aligned on the seam sees half.
+PHASES = 4
+# Column pairs on each side of the seam whose median is "the image's own texture".
+NEIGHBOUR_PAIRS = 32
+# One quantisation level: a change smaller than that is invisible, and flooring both
+# the jump and the texture at it keeps a flat, uncut image at 1000 rather than 0 or inf.
+LEVEL_FLOOR = 1.0
+# Levels by which a pixel's channels may differ before it counts as repainted.
+CHANGED_LEVELS = 2
+
+
+@dataclass(frozen=True)
+class DriftScores:
+    """How far the model's rendering of the context differs from it, before and after correction."""
+
+    mean_abs_milli: int
+    changed_permille: int
+    corrected_mean_abs_milli: int
+    corrected_changed_permille: int
+
+
+def seam_score(strip_canon: np.ndarray, seam_col: int) -> int:
+    """1000 x jump across the seam / nearby column change, worst scale; ~1000 = invisible."""
+    if strip_canon.ndim != 3:
+        raise DimensionMismatch(f"strip must be H x W x ch, got {strip_canon.shape}")
+    if not 1 <= seam_col <= strip_canon.shape[1] - 1:
+        raise ConfigError(
+            f"seam_col {seam_col} must have a column on each side "
+            f"(strip width {strip_canon.shape[1]})",
+            field="seam_col",
+        )
+    ratios = [
+        _ratio_at(strip_canon, seam_col - lag, block)
+        for block in SCORE_SCALES
+        for lag in range(0, block, max(1, block // PHASES))
+    ]
+    worst = max(r for r in ratios if r is not None)
+    return int(np.floor(1000.0 * worst + 0.5))
+
+
+def _ratio_at(strip: np.ndarray, boundary: int, block: int) -> float | None:
+    """Jump / texture across one block boundary, or None where the strip is too small."""
+    height, width, ch = strip.shape
+    left, right, rows = boundary // block, (width - boundary) // block, height // block
+    if block > 1 and (left < 2 or right < 2 or rows < 1):
+        return None
+    # Blocks are aligned on the boundary so that it stays a boundary between two blocks.
+    start = boundary - left * block
+    a = strip[: rows * block, start : boundary + right * block].astype(np.float64)
+    if block > 1:
+        a = a.reshape(rows, block, left + right, block, ch).mean(axis=(1, 3))
+    diffs = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))
+    seam_pair = left - 1
+    jump = float(diffs[seam_pair])
+    lo, hi = max(0, seam_pair - NEIGHBOUR_PAIRS), seam_pair + 1 + NEIGHBOUR_PAIRS
+    neighbours = np.concatenate([diffs[lo:seam_pair], diffs[seam_pair + 1 : hi]])
+    texture = float(np.median(neighbours)) if neighbours.size else 0.0
+    return max(jump, LEVEL_FLOOR) / max(texture, LEVEL_FLOOR)
+
+
+def drift_scores(
+    context_canon: np.ndarray,
+    model_context_canon: np.ndarray,
+    gain_milli: tuple[int, ...] | None = None,
+    offset_milli: tuple[int, ...] | None = None,
+) -> DriftScores:
+    """Drift of the model's context from the true one, raw and after the colour correction."""
+    if context_canon.shape != model_context_canon.shape or context_canon.ndim != 3:
+        raise DimensionMismatch(
+            f"context {context_canon.shape} and model context {model_context_canon.shape} differ",
+            expected=context_canon.shape,
+            got=model_context_canon.shape,
+        )
+    mean_abs, changed = _drift(context_canon, model_context_canon)
+    if gain_milli is None and offset_milli is None:
+        corrected = (mean_abs, changed)
+    else:
+        ch = context_canon.shape[2]
+        gain = gain_milli if gain_milli is not None else (1000,) * ch
+        offset = offset_milli if offset_milli is not None else (0,) * ch
+        corrected = _drift(context_canon, correct_colour(model_context_canon, gain, offset))
+    return DriftScores(mean_abs, changed, *corrected)
+
+
+def _drift(truth: np.ndarray, model: np.ndarray) -> tuple[int, int]:
+    """``(1000 x mean absolute level difference, per-mille of changed pixels)``, exact ints."""
+    diff = np.abs(truth.astype(np.int64) - model.astype(np.int64))
+    if diff.size == 0:
+        return 0, 0
+    mean_abs = div_round(1000 * int(diff.sum()), diff.size)
+    pixels = diff.shape[0] * diff.shape[1]
+    changed = int((diff.max(axis=2) > CHANGED_LEVELS).sum())
+    return mean_abs, div_round(1000 * changed, pixels)

@@ -1,0 +1,1 @@
+"""The step transaction and its events."""

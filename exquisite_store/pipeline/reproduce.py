@@ -1,0 +1,70 @@
+"""Re-run a committed step's recipe and say whether the canvas comes out the same."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exquisite_store.backends.base import Backend
+from exquisite_store.backends.replay import ReplayBackend
+from exquisite_store.errors import UserError
+from exquisite_store.geometry.frames import ANY
+from exquisite_store.pipeline.step import run_step
+from exquisite_store.store import Store
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The step's canvas id, the re-run's, and whether they match."""
+
+    step_id: str
+    expected: str
+    got: str
+
+    @property
+    def matches(self) -> bool:
+        """True when the re-run produced the identical canvas."""
+        return self.expected == self.got
+
+
+def reproduce(
+    store: Store, step_id: str, *, replay: bool = False, backend: Backend | None = None
+) -> Reproduction:
+    """Re-run ``step_id`` from its parent with its recipe; nothing is committed."""
+    step = store.step(step_id)
+    if step.recipe is None or step.parent is None or step.response is None:
+        raise UserError(f"step {step_id[:12]} is a root (an import); there is nothing to re-run")
+    r = step.recipe
+    if replay:
+        recorded = {step.request.request_id: step.response.response_id} if step.request else {}
+
+        def lookup(rid: str) -> str | None:
+            return recorded.get(rid) or store.find_response(step.session, rid)
+
+        backend = ReplayBackend(store.objects, lookup, ANY)
+        backend.name = r.backend  # the request id names the backend that made the recording
+    out = run_step(
+        store,
+        step.session,
+        parent=step.parent,
+        branch=None,
+        prompt=store.objects.get_text(r.prompt_id),
+        backend_impl=backend,
+        commit=False,
+        direction=r.direction,
+        extension_px=r.extension_px,
+        overlap_px=r.overlap_px,
+        context_px=r.context_px,
+        immutable_policy=r.immutable_policy,
+        seam=r.seam,
+        backend=r.backend,
+        model=r.model,
+        quality=r.quality,
+        n=r.n,
+        seed=r.seed,
+    )
+    got = (
+        out.canvas_ids[step.response.candidate]
+        if len(out.canvas_ids) > step.response.candidate
+        else ""
+    )
+    return Reproduction(step_id=step_id, expected=step.result.canvas_id, got=got)

@@ -1,0 +1,531 @@
+"""The step transaction (DESIGN.md §4): one call, ``n`` candidates, each commits or not.
+
+Phases: plan, prompt, request, generate, decode, unframe, seam, validate, commit.
+Every failure becomes an attempt record and a ``failed`` event; no head moves.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from exquisite_store import imageio
+from exquisite_store.backends.base import Backend, BackendRequest, BackendResult
+from exquisite_store.errors import (
+    BranchMoved,
+    BudgetExceeded,
+    DecodeError,
+    DimensionMismatch,
+    ExqError,
+    ImageRejected,
+    ImmutableViolation,
+    StepFailure,
+    TransientBackendError,
+)
+from exquisite_store.geometry import orient
+from exquisite_store.geometry.plan import StepPlan, build_frame, plan_step, unframe
+from exquisite_store.geometry.scores import drift_scores, seam_score
+from exquisite_store.geometry.seams import apply_seam
+from exquisite_store.ids import hash_object, short
+from exquisite_store.manifests import (
+    Attempt,
+    BackendResponse,
+    Recipe,
+    Request,
+    Response,
+    Result,
+    Scores,
+    Step,
+    StepParams,
+    Timing,
+    Validation,
+    hash_input,
+)
+from exquisite_store.pipeline import config
+from exquisite_store.pipeline.cost import session_spent
+from exquisite_store.pipeline.framing import oriented_policy
+from exquisite_store.pipeline.targets import Target, free_name, resolve_target
+from exquisite_store.pipeline.validate import failed_report, validate
+from exquisite_store.prompt import build_prompt
+from exquisite_store.store import Store, compose, edit_canvas
+from exquisite_store.store.canvas import canvas_rect
+
+RETRY_DELAYS_S = (0.5, 2.0)
+
+
+@dataclass
+class StepOutcome:
+    """What one call produced: committed steps, recorded attempts, moved branches."""
+
+    session: str
+    job: str
+    step_ids: list[str] = field(default_factory=list)
+    attempt_ids: list[str] = field(default_factory=list)
+    branches: dict[str, str] = field(default_factory=dict)
+    failures: list[StepFailure] = field(default_factory=list)
+    canvas_ids: list[str] = field(default_factory=list)
+    request_id: str = ""
+    calls: int = 0
+
+
+class _Job:
+    """Events and phase timings of one call."""
+
+    def __init__(self, store: Store, session: str, job: str, emit: bool = True) -> None:
+        self.store, self.session, self.job, self.emit = store, session, job, emit
+        self.started_ms = store.clock_ms()
+        self.phases: dict[str, int] = {}
+        self._last = self.started_ms
+
+    def event(self, type_: str, **data: Any) -> None:
+        if self.emit:
+            self.store.append_event(self.session, type_, job=self.job, **data)
+
+    def phase(self, name: str) -> None:
+        now = self.store.clock_ms()
+        self.event("progress", phase=name)
+        self._last = now
+
+    def done(self, name: str) -> None:
+        now = self.store.clock_ms()
+        self.phases[name] = self.phases.get(name, 0) + now - self._last
+        self._last = now
+
+    def timing(self) -> Timing:
+        return Timing(started_ms=self.started_ms, phases_ms=dict(self.phases))
+
+
+def run_step(
+    store: Store,
+    session: str,
+    *,
+    parent: str | None = None,
+    branch: str | None = None,
+    prompt: str = "",
+    backend_impl: Backend | None = None,
+    job: str | None = None,
+    cancel: threading.Event | None = None,
+    retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
+    commit: bool = True,
+    **overrides: Any,
+) -> StepOutcome:
+    """Grow a session by one step; raises the first failure if no candidate committed.
+
+    With ``commit=False`` (reproduce) the candidates' canvases are built and returned
+    in ``canvas_ids`` but no step, attempt, event or ref is written.
+    """
+    from exquisite_store.backends.registry import make_backend
+
+    sess = store.session(session)
+    params = config.merge(sess.defaults, overrides)
+    target = resolve_target(store, session, parent, branch)
+    job = job or uuid.uuid4().hex[:12]
+    run = _Job(store, session, job, emit=commit)
+    run.event(
+        "started",
+        parent=target.parent,
+        branch=target.branch,
+        params={k: v for k, v in overrides.items() if v is not None},
+    )
+    out = StepOutcome(session=session, job=job)
+    ctx = _Context(store, session, params, target, run, out, prompt, commit)
+    try:
+        with store.writing():
+            backend = backend_impl or make_backend(params.backend, store, session)
+            ctx.prepare(backend)
+            result = ctx.generate(backend, cancel, retry_delays)
+            ctx.candidates(result)
+    except StepFailure as exc:
+        if not commit:
+            raise
+        out.failures.append(exc)
+        exc.details["attempt_id"] = ctx.record_failure(exc)
+    except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
+        run.event("failed", kind=exc.kind, message=exc.message)
+        raise
+    if out.step_ids or (not commit and out.canvas_ids):
+        run.event(
+            "succeeded", step_ids=out.step_ids, branches=out.branches, attempt_ids=out.attempt_ids
+        )
+        return out
+    raise out.failures[0]
+
+
+class _Context:
+    """State of one transaction as its phases fill it in."""
+
+    def __init__(
+        self, store, session, params, target: Target, run: _Job, out, prompt, commit: bool = True
+    ) -> None:
+        self.store, self.session, self.params, self.target = store, session, params, target
+        self.run, self.out, self.user_prompt, self.commit = run, out, prompt, commit
+        self.objects = store.objects
+        self.plan: StepPlan | None = None
+        self.recipe: Recipe | None = None
+        self.recipe_id = ""
+        self.request: Request | None = None
+        self.response_id = ""
+        self.result: BackendResult | None = None
+        self.output_ids: list[str] = []
+
+    # --- plan, prompt, request ------------------------------------------------------
+
+    def prepare(self, backend: Backend) -> None:
+        p, store = self.params, self.store
+        self.run.phase("plan")
+        self.model = backend.resolve_model(p.model)
+        self.seed = p.seed if p.seed is not None else secrets.randbelow(2**31)
+        self.parent_step = store.step(self.target.parent)
+        self.parent_canvas_id = self.parent_step.result.canvas_id
+        self.parent_canvas = store.canvas(self.parent_step)
+        prect = canvas_rect(self.parent_canvas)
+        config.check_against_canvas(p, prect.w, prect.h)
+        policy = oriented_policy(backend.frame_policy(self.model), p.direction)
+        self.plan = plan = plan_step(
+            prect,
+            p.direction,
+            p.extension_px,
+            p.overlap_px,
+            p.context_px,
+            policy,
+            p.immutable_policy,
+        )
+        context = compose(self.objects, self.parent_canvas, plan.context_rect)
+        self.context_canon = orient.to_canonical(context, p.direction)
+        self.context_rgb = np.ascontiguousarray(self.context_canon[:, :, :3])
+        self.run.done("plan")
+        self.run.phase("prompt")
+        frame_c, mask_c = build_frame(self.context_rgb, plan)
+        self.frame = orient.from_canonical(frame_c, p.direction)
+        self.mask = orient.from_canonical(mask_c, p.direction)
+        self.final_prompt = build_prompt(
+            self.user_prompt,
+            direction=p.direction,
+            extension_px=plan.extension_px,
+            context_px=plan.context_px,
+            band_px=plan.band_px,
+            frame_width=self.frame.shape[1],
+            frame_height=self.frame.shape[0],
+        )
+        self.run.done("prompt")
+        self.run.phase("request")
+        prompt_id = self.objects.put_text(self.user_prompt)
+        final_id = self.objects.put_text(self.final_prompt)
+        context_id = self.objects.put_image(context)
+        frame_id = self.objects.put_image(self.frame)
+        mask_id = self.objects.put_image(self.mask)
+        self.recipe = Recipe(
+            direction=p.direction,
+            extension_px=plan.extension_px,
+            overlap_px=plan.overlap_px,
+            context_px=plan.context_px,
+            immutable_policy=p.immutable_policy,
+            seam=p.seam,
+            prompt_id=prompt_id,
+            backend=backend.name,
+            model=self.model,
+            quality=p.quality,
+            seed=self.seed,
+            n=p.n,
+        )
+        self.recipe_id = hash_object(
+            "json", hash_input("recipe", self.recipe, self.parent_canvas_id)
+        )
+        request_id = hash_object(
+            "json",
+            hash_input(
+                "request",
+                backend.name,
+                self.model,
+                frame_id,
+                mask_id,
+                final_id,
+                p.n,
+                self.seed,
+                p.quality,
+                {},
+            ),
+        )
+        self.out.request_id = request_id
+        self.request = Request(
+            request_id=request_id,
+            context_id=context_id,
+            frame_id=frame_id,
+            mask_id=mask_id,
+            final_prompt_id=final_id,
+            frame_width=self.frame.shape[1],
+            frame_height=self.frame.shape[0],
+            scale_num=plan.frame.scale_num,
+            scale_den=plan.frame.scale_den,
+        )
+        self.backend_request = BackendRequest(
+            image=self.frame,
+            mask=self.mask,
+            prompt=self.final_prompt,
+            n=p.n,
+            seed=self.seed,
+            model=self.model,
+            request_id=request_id,
+            quality=p.quality,
+        )
+        estimate = backend.estimate_cost(self.backend_request)
+        budget = self.store.session(self.session).budget_micro_usd
+        if estimate and budget is not None:
+            spent = session_spent(self.store, self.session)
+            if spent + estimate > budget:
+                raise BudgetExceeded(
+                    f"estimated ${estimate / 1e6:.4f} would pass the budget: "
+                    f"${spent / 1e6:.4f} of ${budget / 1e6:.4f} spent",
+                    estimate_micro_usd=estimate,
+                    spent_micro_usd=spent,
+                    budget_micro_usd=budget,
+                )
+        self.run.done("request")
+
+    # --- generate ---------------------------------------------------------------------
+
+    def generate(self, backend: Backend, cancel, delays) -> BackendResult:
+        self.run.phase("generate")
+        tries = 0
+        while True:
+            try:
+                result = backend.generate(self.backend_request, cancel)
+                break
+            except TransientBackendError:
+                self.out.calls += 1
+                if backend.retries_inside or tries >= len(delays) or (cancel and cancel.is_set()):
+                    raise
+                time.sleep(delays[tries])
+                tries += 1
+        self.out.calls += result.calls
+        self.result = result
+        self.run.done("generate")
+        self.run.phase("decode")
+        self.decoded: list[np.ndarray | StepFailure] = []
+        for data in result.images:
+            try:
+                arr = _decode_output(data)
+                self.output_ids.append(self.objects.put_image(arr))
+                self.decoded.append(arr)
+            except StepFailure as exc:
+                self.output_ids.append("")
+                self.decoded.append(exc)
+        record = BackendResponse(
+            request_id=self.request.request_id,
+            backend=backend.name,
+            model=result.model or self.model,
+            output_ids=tuple(self.output_ids),
+            usage=result.usage,
+            cost_micro_usd=result.cost_micro_usd,
+            provider_request_id=result.provider_request_id,
+            metadata=dict(result.metadata),
+        )
+        self.response_id = self.objects.put_json(record)
+        if self.commit:
+            self.store.record_response(self.session, self.request.request_id, self.response_id)
+        if not result.images:
+            raise DecodeError("the backend returned no image")
+        self.run.done("decode")
+        return result
+
+    # --- candidates -----------------------------------------------------------------------
+
+    def candidates(self, result: BackendResult) -> None:
+        n = len(self.decoded)
+        share = [
+            result.cost_micro_usd // n + (result.cost_micro_usd % n if i == 0 else 0)
+            for i in range(n)
+        ]
+        for i, arr in enumerate(self.decoded):
+            response = Response(
+                response_id=self.response_id,
+                output_id=self.output_ids[i],
+                candidate=i,
+                metadata_id="",
+                usage=result.usage if i == 0 else type(result.usage)(),
+                cost_micro_usd=share[i],
+                provider_request_id=result.provider_request_id,
+            )
+            try:
+                if isinstance(arr, StepFailure):
+                    raise arr
+                self._candidate(arr, response)
+            except StepFailure as exc:
+                if not self.commit:
+                    raise
+                self.out.failures.append(exc)
+                self.record_failure(exc, response=response)
+
+    def _candidate(self, output: np.ndarray, response: Response) -> None:
+        p, plan, store = self.params, self.plan, self.store
+        self.run.phase("unframe")
+        out_canon = orient.to_canonical(output, p.direction)
+        model_ctx, gen = unframe(out_canon, plan, channels=3)
+        self.run.done("unframe")
+        self.run.phase("seam")
+        seam = apply_seam(
+            p.seam, self.context_rgb, model_ctx, gen, plan.overlap_px, p.immutable_policy
+        )
+        zone, new = seam.seam_zone, seam.gen
+        if self.context_canon.shape[2] == 4:  # RGBA canvas: old alpha kept, new band opaque
+            k = zone.shape[1]
+            zone = np.dstack([zone, self.context_canon[:, self.context_canon.shape[1] - k :, 3]])
+            new = np.dstack([new, np.full(new.shape[:2], 255, np.uint8)])
+        patch = orient.from_canonical(np.concatenate([zone, new], axis=1), p.direction)
+        child = edit_canvas(
+            self.objects, self.parent_canvas, plan.new_rect, patch, plan.changed_rect
+        )
+        self.run.done("seam")
+        self.run.phase("validate")
+        scores = self._scores(child, model_ctx, seam.gain_milli, seam.offset_milli)
+        report = validate(self.objects, self.parent_canvas, child, plan, scores)
+        validation_id = self.objects.put_json(report)
+        if not report.ok:
+            bad = next(c for c in report.checks if not c.ok)
+            cls = ImmutableViolation if bad.name == "immutable" else DimensionMismatch
+            raise cls(f"validation failed: {bad.detail}", validation_id=validation_id)
+        self.run.done("validate")
+        self.run.phase("commit")
+        canvas_id = self.objects.put_json(child)
+        if not self.commit:
+            self.out.canvas_ids.append(canvas_id)
+            return
+        step = Step(
+            session=self.session,
+            parent=self.target.parent,
+            created_ms=store.clock_ms(),
+            recipe=self.recipe,
+            recipe_id=self.recipe_id,
+            request=self.request,
+            response=response,
+            result=Result(
+                canvas_id=canvas_id,
+                width=child.width,
+                height=child.height,
+                validation_id=validation_id,
+                scores=scores,
+            ),
+            timing=self.run.timing(),
+        )
+        step_id = self.objects.put_json(step)
+        self.out.canvas_ids.append(canvas_id)
+        self._move_branch(step_id, response)
+        self.run.done("commit")
+
+    def _move_branch(self, step_id: str, response: Response) -> None:
+        branches = self.store.refs.branches(self.session)
+        first = not self.out.step_ids
+        if first:
+            name, old = self.target.branch, self.target.expected
+        else:
+            name, old = (
+                free_name(branches, f"{self.target.branch}~", len(self.out.step_ids) + 1),
+                None,
+            )
+        try:
+            self.store.refs.update(
+                self.session,
+                name,
+                old,
+                step_id,
+                f"step: {self.params.direction} +{self.plan.extension_px}px",
+            )
+        except BranchMoved as exc:
+            exc.details["step_id"] = step_id
+            raise
+        self.out.step_ids.append(step_id)
+        self.out.branches[name] = step_id
+
+    def _scores(self, child, model_ctx, gain, offset) -> Scores:
+        plan, d = self.plan, self.params.direction
+        strip = orient.to_canonical(
+            compose(self.objects, child, plan.context_rect.union(plan.gen_rect)), d
+        )
+        c = plan.context_px
+        drift = drift_scores(self.context_rgb, model_ctx, gain, offset)
+        return Scores(
+            seam_permille=seam_score(strip[:, :, :3], c),
+            parent_seam_permille=seam_score(self.context_rgb, c // 2) if c >= 8 else 0,
+            drift_mean_abs_milli=drift.mean_abs_milli,
+            drift_changed_permille=drift.changed_permille,
+            corrected_drift_mean_abs_milli=drift.corrected_mean_abs_milli,
+            corrected_drift_changed_permille=drift.corrected_changed_permille,
+            gain_milli=gain,
+            offset_milli=offset,
+        )
+
+    # --- failures ----------------------------------------------------------------------------
+
+    def record_failure(self, exc: StepFailure, response: Response | None = None) -> str:
+        if response is None and self.response_id:
+            res = self.result
+            response = Response(
+                response_id=self.response_id,
+                cost_micro_usd=res.cost_micro_usd,
+                usage=res.usage,
+                provider_request_id=res.provider_request_id,
+            )
+        validation_id = str(exc.details.get("validation_id", ""))
+        if not validation_id:
+            validation_id = self.objects.put_json(failed_report(exc.kind, exc.message, self.plan))
+        attempt = Attempt(
+            session=self.session,
+            parent=self.target.parent,
+            branch=self.target.branch,
+            created_ms=self.store.clock_ms(),
+            failure_kind=exc.kind,
+            message=exc.message,
+            recipe=self.recipe,
+            recipe_id=self.recipe_id,
+            request=self.request,
+            response=response,
+            validation_id=validation_id,
+            timing=self.run.timing(),
+            step_id=str(exc.details.get("step_id", "")),
+            details={k: str(v) for k, v in sorted(exc.details.items())},
+        )
+        aid = self.store.record_attempt(attempt)
+        self.out.attempt_ids.append(aid)
+        self.run.event("failed", attempt_id=aid, kind=exc.kind, message=exc.message)
+        return aid
+
+
+def _decode_output(data: bytes) -> np.ndarray:
+    """A backend's encoded image as RGB pixels; DecodeError for non-images and grey ones."""
+    try:
+        img = imageio.decode(data, what="backend output")
+    except ImageRejected as exc:
+        raise DecodeError(exc.message, bytes=len(data)) from exc
+    if img.mode in ("L", "LA", "I", "I;16", "F", "1"):
+        raise DecodeError(
+            f"backend returned a {img.mode} (greyscale) image; expected colour", mode=img.mode
+        )
+    return imageio.to_array(imageio.normalize_mode(img))[:, :, :3].copy()
+
+
+def params_from(step: Step) -> StepParams:
+    """The step parameters a committed step was made with (for reproduce)."""
+    r = step.recipe
+    assert r is not None
+    return StepParams(
+        direction=r.direction,
+        extension_px=r.extension_px,
+        overlap_px=r.overlap_px,
+        context_px=r.context_px,
+        immutable_policy=r.immutable_policy,
+        seam=r.seam,
+        backend=r.backend,
+        model=r.model,
+        quality=r.quality,
+        n=r.n,
+        seed=r.seed,
+    )
+
+
+__all__ = ["StepOutcome", "run_step", "params_from", "ExqError", "Validation", "short"]

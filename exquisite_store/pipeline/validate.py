@@ -1,0 +1,84 @@
+"""The validation gate: exact size (I1) and bit-identical immutable pixels (I2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exquisite_store.geometry.plan import StepPlan
+from exquisite_store.geometry.rect import Rect
+from exquisite_store.manifests import Canvas, Check, Scores, Validation
+from exquisite_store.store.canvas import canvas_rect, compose
+from exquisite_store.store.objects import ObjectStore
+
+
+def immutable_mismatches(objects: ObjectStore, parent: Canvas, child: Canvas, changed: Rect) -> int:
+    """Pixels of the parent outside ``changed`` that differ in ``child``.
+
+    A tile with the parent's id holds the parent's pixels (ids name content), so only
+    tiles whose id changed are compared pixel by pixel: the cost follows the band.
+    """
+    prect, crect = canvas_rect(parent), canvas_rect(child)
+    if not crect.contains(prect):
+        return prect.area - prect.intersect(crect).area
+    t = child.tile_size
+    old = {(c, r): oid for c, r, oid in parent.tiles}
+    bad = 0
+    for col, row, oid in child.tiles:
+        cell = Rect(col * t, row * t, t, t)
+        region = cell.intersect(prect)
+        if region.empty or old.get((col, row)) == oid:
+            continue
+        before = compose(objects, parent, region)
+        after = compose(objects, child, region)
+        differs = np.any(before != after, axis=2)
+        keep = np.ones(differs.shape, dtype=bool)
+        inner = region.intersect(changed)
+        if not inner.empty:
+            keep[inner.slices(region)] = False
+        bad += int(np.count_nonzero(differs & keep))
+    return bad
+
+
+def validate(
+    objects: ObjectStore, parent: Canvas, child: Canvas, plan: StepPlan, scores: Scores
+) -> Validation:
+    """Run every check; the report says which failed and why."""
+    want = plan.new_rect
+    got = canvas_rect(child)
+    size_ok = (got.w, got.h) == (want.w, want.h)
+    place_ok = got == want
+    mode_ok = child.mode == parent.mode
+    mismatches = immutable_mismatches(objects, parent, child, plan.changed_rect)
+    checks = (
+        Check(name="decode", ok=True, detail="backend output decoded to pixels"),
+        Check(
+            name="size",
+            ok=size_ok,
+            detail=f"canvas is {got.w}x{got.h}, expected {want.w}x{want.h} (I1)",
+        ),
+        Check(name="placement", ok=place_ok, detail=f"canvas at {tuple(got)}, plan {tuple(want)}"),
+        Check(name="mode", ok=mode_ok, detail=f"{child.mode} (parent {parent.mode})"),
+        Check(
+            name="immutable",
+            ok=mismatches == 0,
+            detail=f"{mismatches} immutable pixels differ from the parent (I2)",
+        ),
+    )
+    return Validation(
+        ok=all(c.ok for c in checks),
+        checks=checks,
+        expected_width=want.w,
+        expected_height=want.h,
+        immutable_mismatch_px=mismatches,
+        scores=scores,
+    )
+
+
+def failed_report(name: str, detail: str, plan: StepPlan | None) -> Validation:
+    """A report for a candidate that failed before a canvas could be built."""
+    return Validation(
+        ok=False,
+        checks=(Check(name=name, ok=False, detail=detail),),
+        expected_width=plan.new_rect.w if plan else 0,
+        expected_height=plan.new_rect.h if plan else 0,
+    )
