@@ -269,22 +269,24 @@ def gc(ctx: click.Context, dry_run: bool, grace: str) -> None:
     )
 
 
-@cli.command()
-@click.option("--fixture", default="photo.png", show_default=True, help="Start image in fixtures/.")
-@click.pass_context
-def demo(ctx: click.Context, fixture: str) -> None:
-    """Make a demo session in the store and print its log and where the canvas is."""
-    path = _store_path(ctx)
-    src = Path(__file__).resolve().parent.parent / "fixtures" / fixture
-    store = open_store(ctx, create=True)
-    name = f"demo-{len(store.refs.sessions()) + 1}"
-    _, root = store.create_session(
-        name, imageio.read_image_file(str(src)), title=f"demo from {fixture}", source_name=fixture
-    )
-    ctx.invoke(log, session=name)
-    out = path / "cache" / f"{name}.png"
-    imageio.write_png(str(out), store.canvas_pixels(store.step(root)))
-    click.echo(f"canvas of {name}: {out}")
+def describe_branches(store: Store, session: str, out_dir: Path) -> None:
+    """Write each branch head's canvas as a PNG into ``out_dir`` and list them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, sid in sorted(store.refs.branches(session).items()):
+        step = store.step(sid)
+        dest = out_dir / f"{name}.png"
+        imageio.write_png(str(dest), store.canvas_pixels(step))
+        click.echo(f"{name:<10} {short(sid)}  {step.result.width}x{step.result.height}  {dest}")
+
+
+def _register() -> None:
+    from exquisite_store.cli_steps import attempts, demo, reproduce, step
+
+    for command in (step, attempts, reproduce, demo):
+        cli.add_command(command)
+
+
+_register()
 
 
 def main() -> None:

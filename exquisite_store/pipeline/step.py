@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,8 +78,11 @@ class StepOutcome:
 class _Job:
     """Events and phase timings of one call."""
 
-    def __init__(self, store: Store, session: str, job: str, emit: bool = True) -> None:
+    def __init__(
+        self, store: Store, session: str, job: str, emit: bool = True, observer=None
+    ) -> None:
         self.store, self.session, self.job, self.emit = store, session, job, emit
+        self.observer = observer
         self.started_ms = store.clock_ms()
         self.phases: dict[str, int] = {}
         self._last = self.started_ms
@@ -86,6 +90,8 @@ class _Job:
     def event(self, type_: str, **data: Any) -> None:
         if self.emit:
             self.store.append_event(self.session, type_, job=self.job, **data)
+        if self.observer is not None:
+            self.observer(type_, data)
 
     def phase(self, name: str) -> None:
         now = self.store.clock_ms()
@@ -113,6 +119,7 @@ def run_step(
     cancel: threading.Event | None = None,
     retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
     commit: bool = True,
+    observer: Callable[[str, dict[str, Any]], None] | None = None,
     **overrides: Any,
 ) -> StepOutcome:
     """Grow a session by one step; raises the first failure if no candidate committed.
@@ -126,7 +133,7 @@ def run_step(
     params = config.merge(sess.defaults, overrides)
     target = resolve_target(store, session, parent, branch)
     job = job or uuid.uuid4().hex[:12]
-    run = _Job(store, session, job, emit=commit)
+    run = _Job(store, session, job, emit=commit, observer=observer)
     run.event(
         "started",
         parent=target.parent,

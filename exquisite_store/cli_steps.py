@@ -1,0 +1,210 @@
+"""``exq step``, ``attempts``, ``reproduce`` and ``demo``: the commands that grow canvases."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from exquisite_store import imageio
+from exquisite_store.errors import StepFailure
+from exquisite_store.ids import short
+from exquisite_store.pipeline import config
+from exquisite_store.pipeline.reproduce import reproduce as run_reproduce
+from exquisite_store.pipeline.step import StepOutcome, run_step
+from exquisite_store.store import Store
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+class PhaseLine:
+    """Prints each phase as it starts, with the time the previous one took."""
+
+    def __init__(self) -> None:
+        self.t0 = self.last = time.monotonic()
+        self.open = False
+
+    def __call__(self, type_: str, data: dict[str, Any]) -> None:
+        """Handle one pipeline event."""
+        now = time.monotonic()
+        if type_ == "progress":
+            sep = f" ({(now - self.last) * 1000:.0f} ms) · " if self.open else "  "
+            click.echo(f"{sep}{data['phase']}", nl=False)
+            self.open = True
+            self.last = now
+        elif type_ in ("succeeded", "failed") and self.open:
+            click.echo(f" ({(now - self.last) * 1000:.0f} ms), {now - self.t0:.1f} s in all")
+            self.open = False
+
+
+def report_outcome(store: Store, out: StepOutcome) -> None:
+    """One line a committed candidate, one a failed one."""
+    for name, sid in out.branches.items():
+        step = store.step(sid)
+        sc = step.result.scores
+        click.echo(
+            f"committed {short(sid)} on {name}: canvas {step.result.width}x{step.result.height}, "
+            f"seam {sc.seam_permille / 1000:.2f} (texture {sc.parent_seam_permille / 1000:.2f})"
+        )
+    for aid, exc in zip(out.attempt_ids, out.failures, strict=False):
+        click.echo(f"attempt {short(aid)} failed: {exc.kind}: {exc.message}")
+
+
+def step_options(f):
+    """The step parameters as click options (defaults come from the session)."""
+    opts = [
+        click.option("--from", "from_", default=None, help="Grow from this step (id prefix)."),
+        click.option("--branch", "-b", default=None, help="Branch to grow (or to create)."),
+        click.option("--direction", "-d", type=click.Choice(config.DIRECTIONS), default=None),
+        click.option("--px", "extension_px", type=int, default=None, help="New pixels, L."),
+        click.option("--overlap", "overlap_px", type=int, default=None, help="Seam zone width."),
+        click.option("--context", "context_px", type=int, default=None, help="Context band width."),
+        click.option("--seam", type=click.Choice(config.SEAMS), default=None),
+        click.option(
+            "--immutable",
+            "immutable_policy",
+            type=click.Choice(config.IMMUTABLE_POLICIES),
+            default=None,
+        ),
+        click.option("--prompt", "-p", default="", help="What should appear."),
+        click.option("--backend", type=click.Choice(config.BACKENDS), default=None),
+        click.option("--model", default=None),
+        click.option("--quality", type=click.Choice(config.QUALITIES), default=None),
+        click.option("--seed", type=int, default=None),
+        click.option("-n", "n", type=int, default=None, help="Candidates from one call."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@click.command()
+@click.argument("session")
+@step_options
+@click.pass_context
+def step(
+    ctx: click.Context,
+    session: str,
+    from_: str | None,
+    branch: str | None,
+    prompt: str,
+    **params: Any,
+) -> None:
+    """Grow SESSION by one step (one transaction; n candidates)."""
+    from exquisite_store.cli import open_store
+
+    store = open_store(ctx)
+    sess = store.session(session)
+    merged = config.merge(sess.defaults, params)
+    click.echo(
+        f"step {session}: {merged.direction} +{merged.extension_px}px with {merged.backend}"
+        + (" (it ignores the prompt text)" if merged.backend == "patchmatch" and prompt else "")
+    )
+    try:
+        out = run_step(
+            store,
+            session,
+            parent=from_,
+            branch=branch,
+            prompt=prompt,
+            observer=PhaseLine(),
+            **params,
+        )
+    except StepFailure as exc:
+        aid = exc.details.get("attempt_id", "")
+        click.echo(f"failed: {exc.kind}: {exc.message}")
+        click.echo(f"attempt {aid} recorded; no branch moved")
+        ctx.exit(1)
+    report_outcome(store, out)
+
+
+@click.command()
+@click.argument("session")
+@click.pass_context
+def attempts(ctx: click.Context, session: str) -> None:
+    """Failed steps of SESSION: id, kind and reason (newest last)."""
+    from exquisite_store.cli import _when, open_store
+
+    store = open_store(ctx)
+    store.session(session)
+    lines = store.attempts(session)
+    for line in lines:
+        click.echo(f"{short(line.id)}  {_when(line.time_ms)}  {line.kind}: {line.message}")
+    click.echo(f"{len(lines)} attempts")
+
+
+@click.command()
+@click.argument("step_ref")
+@click.option("--replay", is_flag=True, help="Answer from the recorded response (no model call).")
+@click.pass_context
+def reproduce(ctx: click.Context, step_ref: str, replay: bool) -> None:
+    """Re-run a step's recipe and report whether the canvas id matches."""
+    from exquisite_store.cli import open_store
+
+    store = open_store(ctx)
+    sid = store.resolve_step(step_ref)
+    rep = run_reproduce(store, sid, replay=replay)
+    if rep.matches:
+        click.echo(f"match: {short(sid)} reproduces canvas {short(rep.expected)}")
+    else:
+        click.echo(
+            f"MISMATCH: {short(sid)} made {short(rep.expected)}, re-run made {short(rep.got)}"
+        )
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("--fixture", default="photo.png", show_default=True, help="Start image in fixtures/.")
+@click.pass_context
+def demo(ctx: click.Context, fixture: str) -> None:
+    """Grow a demo session offline (patchmatch) in several directions and branch once."""
+    from exquisite_store.cli import describe_branches, open_store
+
+    store = open_store(ctx, create=True)
+    name = f"demo-{len(store.refs.sessions()) + 1}"
+    _, root = store.create_session(
+        name,
+        imageio.read_image_file(str(FIXTURES / fixture)),
+        title=f"demo from {fixture}",
+        source_name=fixture,
+    )
+    click.echo(f"session {name}: imported fixtures/{fixture}")
+    plan = [("right", 192, 1), ("down", 128, 2), ("left", 128, 3), ("up", 96, 4)]
+    first = None
+    for direction, px, seed in plan:
+        click.echo(f"{direction} +{px}px")
+        out = run_step(
+            store,
+            name,
+            direction=direction,
+            extension_px=px,
+            overlap_px=16,
+            seed=seed,
+            backend="patchmatch",
+            observer=PhaseLine(),
+        )
+        report_outcome(store, out)
+        first = first or out.step_ids[0]
+    click.echo("branch 'alt' from the first step with 3 candidates")
+    out = run_step(
+        store,
+        name,
+        parent=first,
+        branch="alt",
+        direction="right",
+        extension_px=128,
+        overlap_px=16,
+        seed=10,
+        n=3,
+        backend="patchmatch",
+        observer=PhaseLine(),
+    )
+    report_outcome(store, out)
+    click.echo("")
+    describe_branches(store, name, store.root / "cache" / name)
+    click.echo(
+        f"\nstore: {store.root}\nnext: exq --store {store.root} log {name}   "
+        f"(the root was {short(root)})"
+    )
