@@ -200,8 +200,13 @@ def test_unknown_session_and_branch(runner, st) -> None:
 
 
 def test_demo_runs_offline(runner, st) -> None:
-    out = run(runner, st, "demo").output
-    assert "canvas of demo-1" in out
+    out = run(runner, st, "demo", "--fixture", "odd.png").output
+    store = Store.open(st)
+    assert set(store.refs.branches("demo-1")) == {"main", "alt", "alt~2", "alt~3"}
+    assert len(list(store.history(store.refs.head("demo-1", "main")))) == 5
+    for name in ("main", "alt", "alt~2", "alt~3"):
+        assert (st / "cache" / "demo-1" / f"{name}.png").exists()
+        assert f"/demo-1/{name}.png" in out
 
 
 def test_copied_store_still_opens(runner, st, tmp_path) -> None:
