@@ -120,12 +120,18 @@ def init(ctx: click.Context, tile_size: int) -> None:
 @click.argument("session")
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--title", default="", help="A title shown in the viewer.")
+@click.option("--budget", "budget_usd", default=None, help="Spending limit in dollars.")
 @click.pass_context
-def new(ctx: click.Context, session: str, image: str, title: str) -> None:
+def new(ctx: click.Context, session: str, image: str, title: str, budget_usd: str | None) -> None:
     """Start SESSION from IMAGE (the root step on branch main)."""
+    from exquisite_store.cli_cost import usd_to_micro
+
+    budget = usd_to_micro(budget_usd) if budget_usd is not None else None
     arr = imageio.read_image_file(image)
     store = open_store(ctx, create=True)
-    _, root = store.create_session(session, arr, title=title, source_name=Path(image).name)
+    _, root = store.create_session(
+        session, arr, title=title, source_name=Path(image).name, budget_micro_usd=budget
+    )
     click.echo(f"session {session}: root step {root} ({arr.shape[1]}x{arr.shape[0]}) on main")
 
 
@@ -280,9 +286,10 @@ def describe_branches(store: Store, session: str, out_dir: Path) -> None:
 
 
 def _register() -> None:
+    from exquisite_store.cli_cost import budget, cost
     from exquisite_store.cli_steps import attempts, demo, reproduce, step
 
-    for command in (step, attempts, reproduce, demo):
+    for command in (step, attempts, reproduce, demo, cost, budget):
         cli.add_command(command)
 
 

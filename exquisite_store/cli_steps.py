@@ -52,6 +52,37 @@ def report_outcome(store: Store, out: StepOutcome) -> None:
         click.echo(f"attempt {short(aid)} failed: {exc.kind}: {exc.message}")
 
 
+def print_preview(p: dict[str, Any]) -> None:
+    """What ``--dry-run`` shows: the request that would be sent, and what it would cost."""
+    from exquisite_store.cli_cost import fmt
+
+    model = f" model {p['model']}" if p["model"] else ""
+    click.echo(
+        f"dry run: nothing called, nothing written\nbackend {p['backend']}{model}, "
+        f"frame {p['frame']} (scale {p['scale']}), context {p['context_px']}px, "
+        f"mask paints {p['mask_paint_permille'] / 10:.1f}% of the frame, "
+        f"n={p['n']}, seed {p['seed']}"
+    )
+    budget = p["budget_micro_usd"]
+    after = (
+        ""
+        if budget is None
+        else (
+            f"; budget {fmt(budget)}, spent {fmt(p['spent_micro_usd'])}"
+            + (
+                " -> WOULD BE REFUSED"
+                if p["spent_micro_usd"] + p["estimate_micro_usd"] > budget
+                and p["estimate_micro_usd"]
+                else ""
+            )
+        )
+    )
+    click.echo(f"estimate {fmt(p['estimate_micro_usd'])}{after}")
+    if p["ignores_prompt"]:
+        click.echo("(this backend ignores the prompt text)")
+    click.echo("prompt:\n" + "\n".join("  " + line for line in p["prompt"].splitlines()))
+
+
 def step_options(f):
     """The step parameters as click options (defaults come from the session)."""
     opts = [
@@ -74,6 +105,7 @@ def step_options(f):
         click.option("--quality", type=click.Choice(config.QUALITIES), default=None),
         click.option("--seed", type=int, default=None),
         click.option("-n", "n", type=int, default=None, help="Candidates from one call."),
+        click.option("--dry-run", is_flag=True, help="Print the request; call and write nothing."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -90,6 +122,7 @@ def step(
     from_: str | None,
     branch: str | None,
     prompt: str,
+    dry_run: bool,
     **params: Any,
 ) -> None:
     """Grow SESSION by one step (one transaction; n candidates)."""
@@ -98,6 +131,12 @@ def step(
     store = open_store(ctx)
     sess = store.session(session)
     merged = config.merge(sess.defaults, params)
+    if dry_run:
+        out = run_step(
+            store, session, parent=from_, branch=branch, prompt=prompt, dry_run=True, **params
+        )
+        print_preview(out.preview)
+        return
     click.echo(
         f"step {session}: {merged.direction} +{merged.extension_px}px with {merged.backend}"
         + (" (it ignores the prompt text)" if merged.backend == "patchmatch" and prompt else "")

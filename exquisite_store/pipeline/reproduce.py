@@ -56,7 +56,7 @@ def reproduce(
         context_px=r.context_px,
         immutable_policy=r.immutable_policy,
         seam=r.seam,
-        backend=r.backend,
+        backend=r.backend if backend is None else None,  # a given backend names itself
         model=r.model,
         quality=r.quality,
         n=r.n,

@@ -56,6 +56,7 @@ from exquisite_store.pipeline.validate import failed_report, validate
 from exquisite_store.prompt import build_prompt
 from exquisite_store.store import Store, compose, edit_canvas
 from exquisite_store.store.canvas import canvas_rect
+from exquisite_store.store.objects import image_id
 
 RETRY_DELAYS_S = (0.5, 2.0)
 
@@ -73,6 +74,7 @@ class StepOutcome:
     canvas_ids: list[str] = field(default_factory=list)
     request_id: str = ""
     calls: int = 0
+    preview: dict[str, Any] = field(default_factory=dict)
 
 
 class _Job:
@@ -119,13 +121,15 @@ def run_step(
     cancel: threading.Event | None = None,
     retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
     commit: bool = True,
+    dry_run: bool = False,
     observer: Callable[[str, dict[str, Any]], None] | None = None,
     **overrides: Any,
 ) -> StepOutcome:
     """Grow a session by one step; raises the first failure if no candidate committed.
 
     With ``commit=False`` (reproduce) the candidates' canvases are built and returned
-    in ``canvas_ids`` but no step, attempt, event or ref is written.
+    in ``canvas_ids`` but no step, attempt, event or ref is written. With ``dry_run``
+    nothing is called or written: ``preview`` says what would be sent and its estimate.
     """
     from exquisite_store.backends.registry import make_backend
 
@@ -133,7 +137,7 @@ def run_step(
     params = config.merge(sess.defaults, overrides)
     target = resolve_target(store, session, parent, branch)
     job = job or uuid.uuid4().hex[:12]
-    run = _Job(store, session, job, emit=commit, observer=observer)
+    run = _Job(store, session, job, emit=commit and not dry_run, observer=observer)
     run.event(
         "started",
         parent=target.parent,
@@ -145,7 +149,10 @@ def run_step(
     try:
         with store.writing():
             backend = backend_impl or make_backend(params.backend, store, session)
+            ctx.commit_objects = not dry_run
             ctx.prepare(backend)
+            if dry_run:
+                return out
             result = ctx.generate(backend, cancel, retry_delays)
             ctx.candidates(result)
     except StepFailure as exc:
@@ -194,12 +201,16 @@ class _Context:
         prect = canvas_rect(self.parent_canvas)
         config.check_against_canvas(p, prect.w, prect.h)
         policy = oriented_policy(backend.frame_policy(self.model), p.direction)
+        context_px = p.context_px
+        if context_px is None and policy.kind == "fixed":
+            # a fixed frame is paid for whole: fill it with context rather than padding
+            context_px = prect.w if p.direction in ("right", "left") else prect.h
         self.plan = plan = plan_step(
             prect,
             p.direction,
             p.extension_px,
             p.overlap_px,
-            p.context_px,
+            context_px,
             policy,
             p.immutable_policy,
         )
@@ -222,11 +233,11 @@ class _Context:
         )
         self.run.done("prompt")
         self.run.phase("request")
-        prompt_id = self.objects.put_text(self.user_prompt)
-        final_id = self.objects.put_text(self.final_prompt)
-        context_id = self.objects.put_image(context)
-        frame_id = self.objects.put_image(self.frame)
-        mask_id = self.objects.put_image(self.mask)
+        # ids first (pure), objects stored only when the step really runs
+        prompt_id = hash_object("text", self.user_prompt.encode())
+        final_id = hash_object("text", self.final_prompt.encode())
+        context_id, frame_id, mask_id = (image_id(a) for a in (context, self.frame, self.mask))
+        self._to_store = (context, self.frame, self.mask)
         self.recipe = Recipe(
             direction=p.direction,
             extension_px=plan.extension_px,
@@ -283,16 +294,40 @@ class _Context:
         )
         estimate = backend.estimate_cost(self.backend_request)
         budget = self.store.session(self.session).budget_micro_usd
-        if estimate and budget is not None:
-            spent = session_spent(self.store, self.session)
-            if spent + estimate > budget:
-                raise BudgetExceeded(
-                    f"estimated ${estimate / 1e6:.4f} would pass the budget: "
-                    f"${spent / 1e6:.4f} of ${budget / 1e6:.4f} spent",
-                    estimate_micro_usd=estimate,
-                    spent_micro_usd=spent,
-                    budget_micro_usd=budget,
-                )
+        spent = session_spent(self.store, self.session) if budget is not None else 0
+        self.out.preview = {
+            "backend": backend.name,
+            "model": self.model,
+            "frame": f"{self.frame.shape[1]}x{self.frame.shape[0]}",
+            "scale": f"{plan.frame.scale_num}/{plan.frame.scale_den}",
+            "context_px": plan.context_px,
+            "mask_paint_permille": int(
+                np.count_nonzero(self.mask[:, :, 3] == 0) * 1000 // self.mask[:, :, 3].size
+            ),
+            "n": p.n,
+            "seed": self.seed,
+            "estimate_micro_usd": estimate,
+            "spent_micro_usd": spent,
+            "budget_micro_usd": budget,
+            "prompt": self.final_prompt,
+            "ignores_prompt": backend.ignores_prompt,
+            "request_id": request_id,
+        }
+        if not self.commit_objects:
+            self.run.done("request")
+            return
+        self.objects.put_text(self.user_prompt)
+        self.objects.put_text(self.final_prompt)
+        for arr in self._to_store:
+            self.objects.put_image(arr)
+        if estimate and budget is not None and spent + estimate > budget:
+            raise BudgetExceeded(
+                f"estimated ${estimate / 1e6:.4f} would pass the budget: "
+                f"${spent / 1e6:.4f} of ${budget / 1e6:.4f} spent",
+                estimate_micro_usd=estimate,
+                spent_micro_usd=spent,
+                budget_micro_usd=budget,
+            )
         self.run.done("request")
 
     # --- generate ---------------------------------------------------------------------
@@ -367,7 +402,7 @@ class _Context:
                 if not self.commit:
                     raise
                 self.out.failures.append(exc)
-                self.record_failure(exc, response=response)
+                exc.details["attempt_id"] = self.record_failure(exc, response=response)
 
     def _candidate(self, output: np.ndarray, response: Response) -> None:
         p, plan, store = self.params, self.plan, self.store
