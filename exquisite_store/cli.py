@@ -243,6 +243,19 @@ def fsck(ctx: click.Context) -> None:
         ctx.exit(1)
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be done.")
+@click.pass_context
+def unlock(ctx: click.Context, dry_run: bool) -> None:
+    """Remove ref locks left by dead writers (live ones are kept)."""
+    from exquisite_store.store.locks import unlock as run_unlock
+
+    reports = run_unlock(open_store(ctx), dry_run=dry_run)
+    for r in reports:
+        click.echo(f"{r.ref}.lock  pid {r.pid}  age {r.age_s}s: {r.action}")
+    click.echo(f"{len(reports)} locks")
+
+
 def _parse_grace(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:

@@ -110,3 +110,38 @@ def test_head_branch(store: Store, session: str) -> None:
     store.refs.update(session, "other", None, store.refs.head(session, "main"), "branch")
     store.refs.set_current_branch(session, "other")
     assert store.refs.current_branch(session) == "other"
+
+
+def test_unlock_keeps_live_locks_and_removes_dead_ones(store: Store, session: str) -> None:
+    from click.testing import CliRunner
+
+    from exquisite_store.cli import cli
+
+    heads = store.root / "refs" / session / "heads"
+    live = heads / "live.lock"
+    live.write_text(f"pid {os.getpid()}\n")
+    dead = heads / "main.lock"
+    dead.write_text("pid 999999\n")
+    res = CliRunner().invoke(cli, ["--store", str(store.root), "unlock"])
+    assert res.exit_code == 0, res.output
+    assert "live.lock" in res.output and "kept: its process is alive" in res.output
+    assert "main.lock" in res.output and "removed" in res.output
+    assert live.exists() and not dead.exists()
+    root = store.refs.head(session, "main")
+    store.refs.update(session, "main", root, _another_step(store), "works again")
+
+
+def test_unlock_recovers_a_reflog_line_the_dead_writer_did_not_write(
+    store: Store, session: str
+) -> None:
+    from exquisite_store.store.locks import unlock
+
+    root = store.refs.head(session, "main")
+    moved = _another_step(store)
+    ref = store.root / "refs" / session / "heads" / "main"
+    ref.write_text(moved + "\n")  # the ref moved ...
+    (ref.parent / "main.lock").write_text("pid 999999\n")  # ... and its writer died
+    [report] = unlock(store)
+    assert report.action == "removed; reflog line recovered"
+    last = store.refs.reflog(f"{session}/heads/main")[-1]
+    assert (last.old, last.new) == (root, moved)

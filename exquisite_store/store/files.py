@@ -118,69 +118,63 @@ def lock_held_error(lock: Path) -> LockHeld:
 
 
 class LockFile:
-    """``<path>.lock`` taken with O_CREAT|O_EXCL; ``commit`` renames it over ``path``.
+    """``<path>.lock``, created atomically holding ``pid <pid>``, held until exit.
 
-    The lock first holds ``pid <pid>`` (so a stale lock names its owner); ``commit``
-    replaces that with the new content, fsyncs, and renames over the target.
+    The lock is made by linking a finished temp file to ``<path>.lock`` (an exclusive
+    create that never leaves an empty lock), so a stale lock always names its owner.
+    ``commit`` writes the new content with ``atomic_write`` while the lock is still
+    held: whatever the caller does next under the lock (the reflog line) happens
+    before any other writer can take it.
     """
 
-    def __init__(self, path: Path, *, wait_s: float = 5.0) -> None:
+    def __init__(self, path: Path, *, tmp_dir: Path, wait_s: float = 5.0) -> None:
         self.path = path
         self.lock = path.with_name(path.name + ".lock")
+        self.tmp_dir = tmp_dir
         self.wait_s = wait_s
-        self._fd: int | None = None
+        self._held = False
 
     def __enter__(self) -> LockFile:
-        # A live holder keeps a ref lock for microseconds, so wait for it a little;
+        # A live holder keeps a ref lock for milliseconds, so wait for it a little;
         # a lock whose recorded pid is dead is stale: report it at once.
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            try:
-                ensure_dir(self.path.parent)
-                self._fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-                break
-            except FileExistsError:
-                pid, _age = read_lock_holder(self.lock)
-                stale = pid is not None and not pid_alive(pid)
-                if stale or time.monotonic() > deadline:
-                    raise lock_held_error(self.lock) from None
-                time.sleep(0.002)
-            except OSError as exc:
-                raise ArtifactWriteError(f"cannot take lock {self.lock.name}: {exc}") from exc
+        tmp = self.tmp_dir / f".lock.{os.getpid()}.{time.monotonic_ns()}"
         try:
-            _write_all(self._fd, f"pid {os.getpid()}\n".encode())
+            ensure_dir(self.path.parent)
+            ensure_dir(self.tmp_dir)
+            tmp.write_bytes(f"pid {os.getpid()}\n".encode())
+            deadline = time.monotonic() + self.wait_s
+            while True:
+                try:
+                    os.link(tmp, self.lock)
+                    self._held = True
+                    return self
+                except FileExistsError:
+                    pid, _age = read_lock_holder(self.lock)
+                    if pid is None and not self.lock.exists():
+                        continue  # released between our link and our look
+                    if not pid_alive(pid) or time.monotonic() > deadline:
+                        raise lock_held_error(self.lock) from None
+                    time.sleep(0.002)
         except OSError as exc:
-            self.abort()
-            raise ArtifactWriteError(f"cannot write lock {self.lock.name}: {exc}") from exc
-        return self
+            raise ArtifactWriteError(f"cannot take lock {self.lock.name}: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def commit(self, data: bytes) -> None:
-        """Replace the target with ``data`` atomically and release the lock."""
-        assert self._fd is not None, "lock not held"
-        try:
-            os.ftruncate(self._fd, 0)
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            _write_all(self._fd, data)
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            os.replace(self.lock, self.path)
-            fsync_dir(self.path.parent)
-        except OSError as exc:
-            self.abort()
-            raise ArtifactWriteError(f"cannot update {self.path.name}: {exc}") from exc
+        """Replace the target with ``data`` atomically; the lock stays held until exit."""
+        assert self._held, "lock not held"
+        atomic_write(self.path, data, tmp_dir=self.tmp_dir)
 
-    def abort(self) -> None:
-        """Release the lock without touching the target."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+    def release(self) -> None:
+        """Give the lock up."""
+        if self._held:
+            self._held = False
             with contextlib.suppress(FileNotFoundError):
                 self.lock.unlink()
 
     def __exit__(self, *exc: object) -> None:
-        self.abort()
+        self.release()
 
 
 @contextlib.contextmanager

@@ -56,7 +56,11 @@ def fsck(store: Store) -> FsckReport:
             continue
         if value in damaged_ids:
             continue
-        obj = manifests.decode(store.storage.get_object(value)[1])
+        try:
+            obj = manifests.decode(store.storage.get_object(value)[1])
+        except ExqError:
+            rep.bad_refs.append(f"{name}: points at {value[:12]}, which is not a manifest")
+            continue
         if type(obj).__name__.lower() != want:
             rep.bad_refs.append(f"{name}: points at a {type(obj).__name__.lower()}, not a {want}")
     live, missing = reachable(store, list(root_ids(store)))

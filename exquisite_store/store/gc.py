@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from exquisite_store.store.reach import reachable, root_ids
 from exquisite_store.store.store import Store
 
 DEFAULT_GRACE_S = 14 * 24 * 3600
+#: temp files of writers killed mid-write; a live writer's are seconds old
+TMP_GRACE_S = 3600
 
 
 @dataclass
@@ -19,6 +22,7 @@ class GcReport:
     removed: list[str] = field(default_factory=list)
     bytes_removed: int = 0
     dry_run: bool = False
+    tmp_removed: int = 0
 
 
 def gc(store: Store, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False) -> GcReport:
@@ -37,4 +41,22 @@ def gc(store: Store, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False)
             rep.bytes_removed += len(store.storage.get_object(oid)[1])
             if not dry_run:
                 store.storage.delete_object(oid)
+        rep.tmp_removed = _sweep_tmp(store, dry_run)
     return rep
+
+
+def _sweep_tmp(store: Store, dry_run: bool) -> int:
+    """Remove temp files older than TMP_GRACE_S left by writers that were killed."""
+    root = store.root
+    if root is None or not (root / "tmp").is_dir():
+        return 0
+    now, n = time.time(), 0
+    for f in (root / "tmp").iterdir():
+        try:
+            if f.is_file() and now - f.stat().st_mtime > TMP_GRACE_S:
+                n += 1
+                if not dry_run:
+                    f.unlink()
+        except FileNotFoundError:
+            continue
+    return n

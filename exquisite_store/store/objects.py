@@ -51,6 +51,7 @@ class ObjectStore:
         self.storage = storage
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_items = cache_items
+        self._manifests: OrderedDict[str, manifests.Manifest] = OrderedDict()
         self._mutex = threading.Lock()
 
     # --- writing ---------------------------------------------------------------
@@ -134,6 +135,16 @@ class ObjectStore:
 
     def get_manifest(self, oid: str, kind: type[M] | None = None, *, verify: bool = False) -> M:
         """Decode a manifest; ``kind`` asserts its type (NotFound otherwise)."""
+        with self._mutex:
+            obj = None if verify else self._manifests.get(oid)
+        if obj is None:
+            obj = self._load_manifest(oid, verify)
+        if kind is not None and not isinstance(obj, kind):
+            want = kind.__struct_config__.tag
+            raise NotFound(f"object {oid} is a {type(obj).__name__.lower()}, not a {want}", id=oid)
+        return obj  # type: ignore[return-value]
+
+    def _load_manifest(self, oid: str, verify: bool) -> manifests.Manifest:
         k, data = self.get_bytes(oid, verify=verify)
         if k != "json":
             raise NotFound(f"object {oid} is a {k}, not a manifest", id=oid)
@@ -141,10 +152,12 @@ class ObjectStore:
             obj = manifests.decode(data)
         except ManifestError as exc:
             raise ManifestError(f"object {oid} is not a valid manifest: {exc}", id=oid) from exc
-        if kind is not None and not isinstance(obj, kind):
-            want = kind.__struct_config__.tag
-            raise NotFound(f"object {oid} is a {type(obj).__name__.lower()}, not a {want}", id=oid)
-        return obj  # type: ignore[return-value]
+        with self._mutex:  # manifests are immutable: a decoded one stays right forever
+            self._manifests[oid] = obj
+            self._manifests.move_to_end(oid)
+            while len(self._manifests) > 8 * self._cache_items:
+                self._manifests.popitem(last=False)
+        return obj
 
     def resolve(self, prefix: str) -> ObjectId:
         """Expand a unique id prefix (>= 8 hex chars) to the full id."""

@@ -157,7 +157,7 @@ class DiskStorage(BaseStorage):
 
     def cas_ref(self, name: str, old: str | None, new: str, log: bytes | None = None) -> None:
         path = self.refs / name
-        with LockFile(path) as lock:
+        with LockFile(path, tmp_dir=self.tmp) as lock:
             current = self.read_ref(name)
             if current != old:
                 raise BranchMoved(
