@@ -9,6 +9,8 @@ import pytest
 from exquisite_store import imageio
 from exquisite_store.store import Store
 
+pytest_plugins = ["tests.fakes.openai_fixture"]
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_NAMES = ("photo.png", "flat.png", "odd.png", "alpha.png")
 

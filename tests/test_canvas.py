@@ -120,3 +120,13 @@ def test_edit_rejects_holes_and_mismatched_patches() -> None:
             rng_image(50, 10, channels=4),
             Rect(50, 0, 10, 50),
         )
+
+
+def test_a_missing_tile_is_an_error_not_garbage() -> None:
+    store = Store.memory(tile_size=64)
+    canvas = put_canvas(store.objects, rng_image(100, 100), 0, 0, 64)
+    holed = canvas.__class__(
+        **{**{f: getattr(canvas, f) for f in canvas.__struct_fields__}, "tiles": canvas.tiles[:-1]}
+    )
+    with pytest.raises(CompositeError, match="no tile"):
+        compose_full(store.objects, holed)

@@ -352,9 +352,9 @@ class _Context:
         self.decoded: list[np.ndarray | StepFailure] = []
         for data in result.images:
             try:
-                arr = _decode_output(data)
-                self.output_ids.append(self.objects.put_image(arr))
-                self.decoded.append(arr)
+                raw, refused = _decode_output(data)
+                self.output_ids.append(self.objects.put_image(raw))  # kept as returned
+                self.decoded.append(refused or np.ascontiguousarray(raw[:, :, :3]))
             except StepFailure as exc:
                 self.output_ids.append("")
                 self.decoded.append(exc)
@@ -538,17 +538,22 @@ class _Context:
         return aid
 
 
-def _decode_output(data: bytes) -> np.ndarray:
-    """A backend's encoded image as RGB pixels; DecodeError for non-images and grey ones."""
+def _decode_output(data: bytes) -> tuple[np.ndarray, DecodeError | None]:
+    """A backend's image as stored (RGB, RGBA, or L) and, for a grey one, why it is refused.
+
+    Bytes that are no image raise DecodeError; a greyscale image decodes (so it can be
+    kept and looked at) but is refused, since it would lose the canvas's colour.
+    """
     try:
         img = imageio.decode(data, what="backend output")
     except ImageRejected as exc:
         raise DecodeError(exc.message, bytes=len(data)) from exc
     if img.mode in ("L", "LA", "I", "I;16", "F", "1"):
-        raise DecodeError(
+        refused = DecodeError(
             f"backend returned a {img.mode} (greyscale) image; expected colour", mode=img.mode
         )
-    return imageio.to_array(imageio.normalize_mode(img))[:, :, :3].copy()
+        return imageio.to_array(img.convert("L")), refused
+    return imageio.to_array(imageio.normalize_mode(img)), None
 
 
 def params_from(step: Step) -> StepParams:

@@ -49,18 +49,34 @@ def put_canvas(objects: ObjectStore, arr: np.ndarray, x: int, y: int, tile_size:
     )
 
 
+def tile_at(canvas: Canvas, col: int, row: int) -> str:
+    """The tile id at a grid cell (tiles are the full grid, sorted by row then col)."""
+    t = canvas.tile_size
+    col0, row0 = canvas.x // t, canvas.y // t
+    ncols = (canvas.x + canvas.width - 1) // t - col0 + 1
+    i = (row - row0) * ncols + (col - col0)
+    if 0 <= i < len(canvas.tiles) and canvas.tiles[i][:2] == (col, row):
+        return canvas.tiles[i][2]
+    for c, r, oid in canvas.tiles:  # not in grid order: still right, only slower
+        if (c, r) == (col, row):
+            return oid
+    raise CompositeError(f"canvas has no tile at ({col}, {row})")
+
+
 def compose(objects: ObjectStore, canvas: Canvas, rect: Rect) -> np.ndarray:
-    """The pixels of ``rect`` (which must lie inside the canvas) as an HxWxC array."""
+    """The pixels of ``rect`` (which must lie inside the canvas) as an HxWxC array.
+
+    Only the tiles under ``rect`` are looked up (by grid position), so the cost
+    follows the region, not the canvas.
+    """
     crect = canvas_rect(canvas)
     if not crect.contains(rect):
         raise CompositeError(f"region {tuple(rect)} is outside the canvas {tuple(crect)}")
     out = np.empty((rect.h, rect.w, CHANNELS[canvas.mode]), dtype=np.uint8)
     t = canvas.tile_size
-    for col, row, oid in canvas.tiles:
+    for col, row, part in _cells(rect, t):
         cell = Rect(col * t, row * t, t, t).intersect(crect)
-        part = cell.intersect(rect)
-        if part.empty:
-            continue
+        oid = tile_at(canvas, col, row)
         tile = objects.get_image(oid)
         if tile.shape[:2] != (cell.h, cell.w):
             raise CompositeError(
