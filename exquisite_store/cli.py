@@ -256,6 +256,27 @@ def unlock(ctx: click.Context, dry_run: bool) -> None:
     click.echo(f"{len(reports)} locks")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="Steps run at once.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+    """Serve the viewer for the store (loopback only unless told otherwise)."""
+    from viewer import create_app
+
+    store = open_store(ctx, create=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"WARNING: binding to {host} exposes the store to the network: anyone who can "
+            "reach this address can read every image and start paid steps.",
+            err=True,
+        )
+    app = create_app({"EXQ_STORE": str(store.root), "JOB_WORKERS": workers})
+    click.echo(f"serving {store.root} at http://{host}:{port}/")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
 def _parse_grace(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exquisite_store.backends.base import Backend
+from exquisite_store.backends.models import MODELS
 from exquisite_store.backends.replay import ReplayBackend
 from exquisite_store.errors import UserError
 from exquisite_store.geometry.frames import ANY
@@ -40,7 +41,9 @@ def reproduce(
         def lookup(rid: str) -> str | None:
             return recorded.get(rid) or store.find_response(step.session, rid)
 
-        backend = ReplayBackend(store.objects, lookup, ANY)
+        # the frame must be the one the recording was made with, or the request id differs
+        known = MODELS.get(r.model) if r.backend == "openai" else None
+        backend = ReplayBackend(store.objects, lookup, known.frames if known else ANY)
         backend.name = r.backend  # the request id names the backend that made the recording
     out = run_step(
         store,

@@ -133,11 +133,16 @@ def run_step(
     """
     from exquisite_store.backends.registry import make_backend
 
-    sess = store.session(session)
-    params = config.merge(sess.defaults, overrides)
-    target = resolve_target(store, session, parent, branch)
     job = job or uuid.uuid4().hex[:12]
     run = _Job(store, session, job, emit=commit and not dry_run, observer=observer)
+    try:
+        sess = store.session(session)
+        params = config.merge(sess.defaults, overrides)
+        target = resolve_target(store, session, parent, branch)
+    except ExqError as exc:  # a job that cannot start still ends, with the reason
+        if store.refs.session_pointer(session) is not None:
+            run.event("failed", kind=exc.kind, message=exc.message)
+        raise
     run.event(
         "started",
         parent=target.parent,

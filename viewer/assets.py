@@ -1,0 +1,64 @@
+"""Objects, tiles and derived images, served with immutable caching (ETag = id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, request, send_file
+
+from exquisite_store.manifests import Canvas
+from viewer import render
+from viewer.web import get_store
+
+bp = Blueprint("assets", __name__)
+IMMUTABLE = "public, max-age=31536000, immutable"
+MIMES = {"png": "image/png", "txt": "text/plain; charset=utf-8", "json": "application/json"}
+
+
+def _send(path: Path, etag: str, mimetype: str) -> Response:
+    """Send a file whose content never changes for this URL; 304 when the client has it."""
+    if request.if_none_match.contains(etag):
+        resp = Response(status=304)
+    else:
+        resp = send_file(path, mimetype=mimetype, conditional=False, etag=False, max_age=31536000)
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = IMMUTABLE
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+@bp.get("/-/objects/<oid:oid>")
+def object_file(oid: str):
+    """Any stored object, as it is on disk."""
+    store = get_store()
+    path = store.storage.object_path(oid)  # NotFound -> 404
+    return _send(path, oid, MIMES[path.suffix[1:]])
+
+
+def _canvas_of(step_id: str) -> tuple[str, Canvas]:
+    store = get_store()
+    step = store.step(step_id)
+    return step.result.canvas_id, store.canvas(step)
+
+
+@bp.get("/-/canvas/<oid:step_id>.png")
+def canvas_png(step_id: str):
+    """A step's whole canvas as one PNG."""
+    cid, _ = _canvas_of(step_id)
+    return _send(render.canvas_png(get_store(), cid), cid, "image/png")
+
+
+@bp.get("/-/thumb/<oid:step_id>.png")
+def thumb_png(step_id: str):
+    """A step's thumbnail."""
+    cid, _ = _canvas_of(step_id)
+    return _send(render.thumb_png(get_store(), cid), "t" + cid, "image/png")
+
+
+@bp.get("/-/diff/<oid:a>/<oid:b>.png")
+def diff_png(a: str, b: str):
+    """The difference of two steps' canvases over their common rectangle."""
+    ca_id, ca = _canvas_of(a)
+    cb_id, cb = _canvas_of(b)
+    path = render.diff_png(get_store(), ca, cb, ca_id, cb_id)
+    return _send(path, f"d{ca_id[:32]}{cb_id[:32]}", "image/png")

@@ -1,0 +1,252 @@
+"""What the pages show, read from the store (one context function per page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exquisite_store.errors import NotFound
+from exquisite_store.geometry.frames import ANY
+from exquisite_store.geometry.plan import plan_step
+from exquisite_store.ids import short
+from exquisite_store.manifests import Attempt, Step, Validation, to_builtins
+from exquisite_store.pipeline.cost import session_spent
+from exquisite_store.store import Store
+from exquisite_store.store.canvas import canvas_rect
+from viewer.tree import Node, build_tree, layout, walk
+
+
+def session_steps(store: Store, session: str) -> dict[str, Step]:
+    """Every step reachable from the session's branches."""
+    steps: dict[str, Step] = {}
+    for head in store.refs.branches(session).values():
+        for sid, step in store.history(head):
+            if sid in steps:
+                break
+            steps[sid] = step
+    return steps
+
+
+def session_attempts(store: Store, session: str) -> dict[str, Attempt]:
+    """Every attempt of the session, by id."""
+    return {a.id: store.objects.get_manifest(a.id, Attempt) for a in store.attempts(session)}
+
+
+def sessions_context(store: Store) -> dict[str, Any]:
+    """The sessions list."""
+    rows = []
+    for name in store.refs.sessions():
+        sess = store.session(name)
+        branches = store.refs.branches(name)
+        head = branches.get(store.refs.current_branch(name)) or next(iter(branches.values()), None)
+        rows.append(
+            {
+                "name": name,
+                "title": sess.title,
+                "created_ms": sess.created_ms,
+                "branches": len(branches),
+                "steps": len(session_steps(store, name)),
+                "attempts": len(store.attempts(name)),
+                "spent_micro_usd": session_spent(store, name),
+                "budget_micro_usd": sess.budget_micro_usd,
+                "head": head,
+            }
+        )
+    return {"sessions": rows}
+
+
+def session_context(store: Store, session: str) -> dict[str, Any]:
+    """The session page: its tree laid out, branches, attempts, spend."""
+    sess = store.session(session)
+    steps = session_steps(store, session)
+    attempts = session_attempts(store, session)
+    branches = store.refs.branches(session)
+    heads: dict[str, list[str]] = {}
+    for name, sid in sorted(branches.items()):
+        heads.setdefault(sid, []).append(name)
+    nodes = []
+    for sid, st in steps.items():
+        r = st.recipe
+        nodes.append(
+            Node(
+                sid,
+                st.parent,
+                st.created_ms,
+                label={
+                    "size": f"{st.result.width}x{st.result.height}",
+                    "what": "root" if r is None else f"{r.direction} +{r.extension_px}",
+                    "seam": st.result.scores.seam_permille,
+                    "cost": st.response.cost_micro_usd if st.response else 0,
+                    "heads": heads.get(sid, []),
+                },
+            )
+        )
+    for aid, att in attempts.items():
+        if att.parent in steps:
+            nodes.append(
+                Node(
+                    aid,
+                    att.parent,
+                    att.created_ms,
+                    failed=True,
+                    label={
+                        "kind": att.failure_kind,
+                        "message": att.message[:200],
+                        "cost": att.response.cost_micro_usd if att.response else 0,
+                    },
+                )
+            )
+    root = build_tree(nodes)
+    cols, rows = layout(root) if root else (0, 0)
+    return {
+        "session": session,
+        "title": sess.title,
+        "defaults": to_builtins(sess.defaults),
+        "budget_micro_usd": sess.budget_micro_usd,
+        "spent_micro_usd": session_spent(store, session),
+        "current_branch": store.refs.current_branch(session),
+        "branches": dict(sorted(branches.items())),
+        "nodes": [
+            {
+                "id": n.id,
+                "parent": n.parent,
+                "failed": n.failed,
+                "x": n.x,
+                "depth": n.depth,
+                **n.label,
+            }
+            for n in (walk(root) if root else [])
+        ],
+        "columns": cols,
+        "rows": rows,
+        "steps": len(steps),
+        "attempts": [
+            {"id": aid, "parent": a.parent, "kind": a.failure_kind, "message": a.message}
+            for aid, a in attempts.items()
+        ],
+    }
+
+
+def _bands(store: Store, step: Step) -> dict[str, Any]:
+    """Where the new band and the seam zone of a step lie on its canvas."""
+    if step.recipe is None or step.parent is None:
+        return {}
+    parent = store.canvas(store.step(step.parent))
+    r = step.recipe
+    plan = plan_step(
+        canvas_rect(parent),
+        r.direction,
+        r.extension_px,
+        r.overlap_px,
+        r.context_px,
+        ANY,
+        r.immutable_policy,
+    )
+    origin = plan.new_rect
+    return {
+        "gen": list(plan.gen_rect.relative_to(origin)),
+        "seam": list(plan.seam_rect.relative_to(origin)),
+    }
+
+
+def step_context(store: Store, step_id: str) -> dict[str, Any]:
+    """The step page: canvas tiles, prompt, recipe, scores, cost, report, family."""
+    step = store.step(step_id)
+    canvas = store.canvas(step)
+    t = canvas.tile_size
+    children = [
+        {"id": sid, "what": f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""}
+        for sid, st in session_steps(store, step.session).items()
+        if st.parent == step_id
+    ]
+    failed = [
+        {"id": aid, "kind": a.failure_kind, "message": a.message}
+        for aid, a in session_attempts(store, step.session).items()
+        if a.parent == step_id
+    ]
+    ctx: dict[str, Any] = {
+        "id": step_id,
+        "short": short(step_id),
+        "session": step.session,
+        "manifest": to_builtins(step),
+        "parent": step.parent,
+        "children": children,
+        "failed_children": failed,
+        "heads": sorted(b for b, s in store.refs.branches(step.session).items() if s == step_id),
+        "canvas": {
+            "id": step.result.canvas_id,
+            "x": canvas.x,
+            "y": canvas.y,
+            "width": canvas.width,
+            "height": canvas.height,
+            "tile_size": t,
+            "tiles": [
+                {
+                    "id": oid,
+                    "x": col * t - canvas.x if col * t > canvas.x else 0,
+                    "y": row * t - canvas.y if row * t > canvas.y else 0,
+                }
+                for col, row, oid in canvas.tiles
+            ],
+        },
+        "bands": _bands(store, step),
+        "prompt": "",
+        "final_prompt": "",
+        "validation": None,
+    }
+    if step.recipe is not None:
+        ctx["prompt"] = store.objects.get_text(step.recipe.prompt_id)
+    if step.request is not None:
+        ctx["final_prompt"] = store.objects.get_text(step.request.final_prompt_id)
+    if step.result.validation_id:
+        ctx["validation"] = to_builtins(
+            store.objects.get_manifest(step.result.validation_id, Validation)
+        )
+    return ctx
+
+
+def attempt_context(store: Store, attempt_id: str) -> dict[str, Any]:
+    """The attempt page: why it failed, and what was asked."""
+    att = store.objects.get_manifest(attempt_id, Attempt)
+    ctx: dict[str, Any] = {
+        "id": attempt_id,
+        "short": short(attempt_id),
+        "session": att.session,
+        "manifest": to_builtins(att),
+        "parent": att.parent,
+        "kind": att.failure_kind,
+        "message": att.message,
+        "prompt": "",
+        "validation": None,
+        "output_id": att.response.output_id if att.response else "",
+    }
+    if att.recipe is not None and store.objects.has(att.recipe.prompt_id):
+        ctx["prompt"] = store.objects.get_text(att.recipe.prompt_id)
+    if att.validation_id and store.objects.has(att.validation_id):
+        ctx["validation"] = to_builtins(store.objects.get_manifest(att.validation_id, Validation))
+    return ctx
+
+
+def compare_context(store: Store, ids: list[str]) -> dict[str, Any]:
+    """Two or more steps side by side, with their new bands."""
+    if len(ids) < 2:
+        raise NotFound("compare needs at least two steps")
+    items = []
+    for sid in ids:
+        step = store.step(sid)
+        items.append(
+            {
+                "id": sid,
+                "short": short(sid),
+                "session": step.session,
+                "width": step.result.width,
+                "height": step.result.height,
+                "x": store.canvas(step).x,
+                "y": store.canvas(step).y,
+                "bands": _bands(store, step),
+                "prompt": store.objects.get_text(step.recipe.prompt_id) if step.recipe else "",
+                "seam": step.result.scores.seam_permille,
+                "cost": step.response.cost_micro_usd if step.response else 0,
+                "recipe": to_builtins(step.recipe) if step.recipe else None,
+            }
+        )
+    return {"items": items, "ids": ids}

@@ -1,0 +1,73 @@
+"""The pages and their ``.json`` twins, each built from one context function."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template, request
+
+from exquisite_store.errors import NotFound
+from exquisite_store.ids import check_id
+from viewer import model
+from viewer.web import get_store
+
+bp = Blueprint("pages", __name__)
+MAX_COMPARE = 8
+
+
+def _page(template: str, ctx: dict, json: bool):
+    return jsonify(ctx) if json else render_template(template, **ctx)
+
+
+@bp.get("/")
+def index(json: bool = False):
+    """Sessions with thumbnails, branch and step counts, spend."""
+    return _page("sessions.html", model.sessions_context(get_store()), json)
+
+
+@bp.get("/s/<name:name>")
+def session_page(name: str, json: bool = False):
+    """The step tree of a session."""
+    return _page("session.html", model.session_context(get_store(), name), json)
+
+
+@bp.get("/step/<oid:step_id>")
+def step_page(step_id: str, json: bool = False):
+    """One step: canvas, prompt, recipe, scores, cost, report, parent and children."""
+    return _page("step.html", model.step_context(get_store(), step_id), json)
+
+
+@bp.get("/attempt/<oid:attempt_id>")
+def attempt_page(attempt_id: str, json: bool = False):
+    """A failed attempt and its reason."""
+    return _page("attempt.html", model.attempt_context(get_store(), attempt_id), json)
+
+
+def parse_ids(text: str) -> list[str]:
+    """Step ids from ``a,b,c`` (validated, at most MAX_COMPARE, no duplicates)."""
+    ids = [s for s in (text or "").split(",") if s]
+    if not 2 <= len(ids) <= MAX_COMPARE:
+        raise NotFound(f"compare takes 2 to {MAX_COMPARE} step ids")
+    out = []
+    for s in ids:
+        check_id(s)
+        if s not in out:
+            out.append(s)
+    return out
+
+
+@bp.get("/compare")
+def compare_page(json: bool = False):
+    """Two or more steps side by side, slider, flip-book, diff."""
+    ids = parse_ids(request.args.get("ids", ""))
+    return _page("compare.html", model.compare_context(get_store(), ids), json)
+
+
+# Each page's JSON twin: same view, same context, its own endpoint (so url_for of the
+# page never builds the twin).
+for rule, view in (
+    ("/index.json", index),
+    ("/s/<name:name>.json", session_page),
+    ("/step/<oid:step_id>.json", step_page),
+    ("/attempt/<oid:attempt_id>.json", attempt_page),
+    ("/compare.json", compare_page),
+):
+    bp.add_url_rule(rule, f"{view.__name__}_json", view, defaults={"json": True})

@@ -1,0 +1,140 @@
+// exquisite-store viewer: tree zoom, extend with live progress, compare tools.
+// Everything here is progressive: the pages work without it (side by side, links, forms).
+(function () {
+  "use strict";
+  const csrf = document.querySelector('meta[name="csrf-token"]');
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  // --- tree zoom ------------------------------------------------------------------
+  const tree = $("#tree svg");
+  if (tree) {
+    let scale = 1;
+    const apply = () => { tree.style.transform = `scale(${scale})`; tree.style.width = ""; };
+    $$("[data-zoom]").forEach((b) => b.addEventListener("click", () => {
+      const z = parseFloat(b.dataset.zoom);
+      if (z === 0) {
+        const wrap = $("#tree");
+        scale = Math.min(1, wrap.clientWidth / tree.width.baseVal.value);
+      } else { scale = Math.max(0.05, Math.min(4, scale * z)); }
+      apply();
+    }));
+    $("#tree").addEventListener("wheel", (e) => {
+      if (!e.ctrlKey) return;
+      e.preventDefault();
+      scale = Math.max(0.05, Math.min(4, scale * (e.deltaY < 0 ? 1.1 : 0.9)));
+      apply();
+    }, { passive: false });
+  }
+
+  // --- extend ---------------------------------------------------------------------
+  const form = $("#extend");
+  if (form) {
+    const session = form.dataset.session;
+    const params = new URLSearchParams(location.search);
+    if (params.get("from")) {
+      form.parent.value = params.get("from");
+      form.branch.value = "";
+      const node = $(`[data-step="${params.get("from")}"]`);
+      if (node) node.classList.add("selected");
+    }
+    const est = $("#estimate");
+    let timer = null;
+    const estimate = () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const q = new URLSearchParams(new FormData(form));
+        q.delete("csrf_token");
+        try {
+          const r = await fetch(`/s/${session}/estimate.json?${q}`, { headers: { "X-Requested-With": "fetch" } });
+          const j = await r.json();
+          if (!r.ok) { est.textContent = `cannot run: ${j.error}`; return; }
+          const usd = (m) => m == null ? "none" : `$${(m / 1e6).toFixed(4)}`;
+          let text = `frame ${j.frame}, mask paints ${(j.mask_paint_permille / 10).toFixed(1)}%, estimate ${usd(j.estimate_micro_usd)}`;
+          if (j.budget_micro_usd != null) {
+            text += ` (spent ${usd(j.spent_micro_usd)} of ${usd(j.budget_micro_usd)})`;
+            if (j.estimate_micro_usd && j.spent_micro_usd + j.estimate_micro_usd > j.budget_micro_usd) text += " — over budget";
+          }
+          if (j.ignores_prompt) text += "; this backend ignores the prompt";
+          est.textContent = text;
+        } catch (err) { est.textContent = "estimate unavailable"; }
+      }, 250);
+    };
+    form.addEventListener("input", estimate);
+    estimate();
+
+    const progress = $("#progress");
+    const cands = $("#candidates");
+    const follow = (job) => {
+      progress.innerHTML = "";
+      const line = (text, cls) => { const li = document.createElement("li"); li.textContent = text; if (cls) li.className = cls; progress.appendChild(li); return li; };
+      let last = null;
+      const es = new EventSource(`/-/events/${session}`);
+      es.onmessage = () => {};
+      const handle = (ev) => {
+        const d = JSON.parse(ev.data);
+        if (d.job !== job) return;
+        if (d.type === "queued") line("queued");
+        if (d.type === "started") line("started");
+        if (d.type === "progress") { if (last) last.className = "done"; last = line(d.phase, "now"); }
+        if (d.type === "failed") { if (last) last.className = "fail"; line(`failed: ${d.kind}: ${d.message}`, "fail"); es.close(); form.querySelector("button").disabled = false; }
+        if (d.type === "succeeded") {
+          if (last) last.className = "done";
+          line(`done: ${d.step_ids.length} candidate(s)`, "done");
+          es.close();
+          form.querySelector("button").disabled = false;
+          cands.innerHTML = "";
+          const ul = document.createElement("ul"); ul.className = "plain";
+          Object.entries(d.branches).forEach(([b, sid]) => {
+            const li = document.createElement("li");
+            li.innerHTML = `<a href="/step/${sid}">${sid.slice(0, 12)}</a> on <b></b> `;
+            li.querySelector("b").textContent = b;
+            ul.appendChild(li);
+          });
+          cands.appendChild(ul);
+          if (d.step_ids.length > 1) {
+            const a = document.createElement("a"); a.href = `/compare?ids=${d.step_ids.join(",")}`; a.textContent = "compare the candidates"; a.className = "button";
+            cands.appendChild(a);
+          }
+          const reload = document.createElement("a"); reload.href = location.pathname; reload.textContent = " refresh the tree";
+          cands.appendChild(reload);
+        }
+      };
+      ["queued", "started", "progress", "succeeded", "failed"].forEach((t) => es.addEventListener(t, handle));
+    };
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      form.querySelector("button").disabled = true;
+      const body = new FormData(form);
+      const r = await fetch(form.action, { method: "POST", body, headers: { "X-CSRF-Token": csrf ? csrf.content : "", "X-Requested-With": "fetch" } });
+      const j = await r.json();
+      if (!r.ok) { progress.innerHTML = ""; const li = document.createElement("li"); li.className = "fail"; li.textContent = j.error; progress.appendChild(li); form.querySelector("button").disabled = false; return; }
+      history.replaceState(null, "", `?job=${j.job}`);
+      follow(j.job);
+    });
+    const running = params.get("job");
+    if (running) follow(running);
+  }
+
+  // --- compare: slider, flip-book, synced pan ---------------------------------------
+  $$("[data-slider-input]").forEach((input) => {
+    const over = input.previousElementSibling.querySelector(".over");
+    input.addEventListener("input", () => { over.style.clipPath = `inset(0 0 0 ${input.value}%)`; });
+  });
+  $$("[data-flip]").forEach((box) => {
+    const imgs = $$("img", box);
+    const label = box.nextElementSibling;
+    let i = 0;
+    setInterval(() => {
+      imgs[i].hidden = true; i = (i + 1) % imgs.length; imgs[i].hidden = false;
+      if (label) label.textContent = imgs[i].dataset.label;
+    }, 900);
+  });
+  const synced = $$(".pan.sync");
+  let busy = false;
+  synced.forEach((el) => el.addEventListener("scroll", () => {
+    if (busy) return; busy = true;
+    synced.forEach((o) => { if (o !== el) { o.scrollLeft = el.scrollLeft; o.scrollTop = el.scrollTop; } });
+    busy = false;
+  }));
+})();
