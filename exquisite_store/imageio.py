@@ -74,11 +74,37 @@ def mode_of(arr: np.ndarray) -> str:
     return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
 
 
-def encode_png(img: Image.Image, *, compress_level: int = 1) -> bytes:
-    """PNG bytes; level 1 is fast, and the id never depends on it."""
+ITXT_KEY = "exquisite-store"
+
+
+def encode_png(
+    img: Image.Image, *, compress_level: int = 1, text: dict[str, str] | None = None
+) -> bytes:
+    """PNG bytes (with optional iTXt chunks); the id never depends on the encoding."""
+    from PIL import PngImagePlugin
+
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=compress_level)
+    img.save(buf, format="PNG", compress_level=compress_level, pnginfo=info)
     return buf.getvalue()
+
+
+def read_png_text(path: str) -> dict[str, str]:
+    """The text chunks (tEXt/zTXt/iTXt) of a PNG file."""
+    try:
+        with Image.open(path) as img:
+            if img.format != "PNG":
+                raise ImageRejected(f"{path} is a {img.format} file, not a PNG")
+            img.load()
+            return {str(k): str(v) for k, v in getattr(img, "text", {}).items()}
+    except ImageRejected:
+        raise
+    except OSError as exc:
+        raise ImageRejected(f"{path} cannot be read as a PNG: {exc}") from exc
 
 
 def load_file_bytes(
@@ -100,11 +126,5 @@ def read_image_file(path: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def write_png(path: str, arr: np.ndarray, *, text: dict[str, str] | None = None) -> None:
     """Save an array as a PNG file, with optional iTXt chunks."""
-    from PIL import PngImagePlugin
-
-    info = None
-    if text:
-        info = PngImagePlugin.PngInfo()
-        for key, value in text.items():
-            info.add_itxt(key, value)
-    from_array(arr).save(path, format="PNG", compress_level=6, pnginfo=info)
+    with open(path, "wb") as f:
+        f.write(encode_png(from_array(arr), compress_level=6, text=text))

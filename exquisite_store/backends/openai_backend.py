@@ -102,6 +102,12 @@ class OpenAIBackend:
             )
         return self._client
 
+    def close(self) -> None:
+        """Close the client's HTTP connections (the pipeline calls it after a step)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def _count(self, _request: Any) -> None:
         with self._lock:
             self.http_calls += 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from exquisite_store.backends.base import Backend
 from exquisite_store.errors import ConfigError
-from exquisite_store.geometry.frames import ANY
 from exquisite_store.store import Store
 
 
@@ -17,7 +16,7 @@ def make_backend(name: str, store: Store, session: str) -> Backend:
     if name == "replay":
         from exquisite_store.backends.replay import ReplayBackend
 
-        return ReplayBackend(store.objects, lambda rid: store.find_response(session, rid), ANY)
+        return ReplayBackend(store.objects, lambda rid: store.find_response(session, rid))
     if name == "openai":
         from exquisite_store.backends.openai_backend import OpenAIBackend
 

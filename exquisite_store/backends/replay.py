@@ -8,7 +8,7 @@ from collections.abc import Callable
 from exquisite_store import imageio
 from exquisite_store.backends.base import BackendRequest, BackendResult
 from exquisite_store.errors import PermanentBackendError
-from exquisite_store.geometry.frames import FramePolicy
+from exquisite_store.geometry.frames import ANY, FramePolicy
 from exquisite_store.manifests import BackendResponse
 from exquisite_store.store.objects import ObjectStore
 
@@ -24,15 +24,22 @@ class ReplayBackend:
         self,
         objects: ObjectStore,
         lookup: Callable[[str], str | None],
-        policy: FramePolicy,
+        policy: FramePolicy | None = None,
     ) -> None:
         self.objects = objects
         self.lookup = lookup
         self.policy = policy
 
     def frame_policy(self, model: str) -> FramePolicy:
-        """The policy of the backend that made the recording."""
-        return self.policy
+        """The frame rule of the model that made the recording (any size for local ones).
+
+        Frames must come out exactly as they were sent, or the request ids differ.
+        """
+        if self.policy is not None:
+            return self.policy
+        from exquisite_store.backends.models import MODELS
+
+        return MODELS[model].frames if model in MODELS else ANY
 
     def resolve_model(self, model: str) -> str:
         """Keep the recorded model name."""

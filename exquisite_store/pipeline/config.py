@@ -13,7 +13,8 @@ from exquisite_store.manifests import StepParams
 
 BACKENDS = ("patchmatch", "replay", "openai")
 IMMUTABLE_POLICIES = ("outside-seam", "all-old")
-QUALITIES = ("auto", "low", "medium", "high")
+#: every quality any backend knows; each model's own list is checked by its backend
+QUALITIES = ("auto", "low", "medium", "high", "xhigh", "max")
 MAX_N = 10
 MAX_EXTENSION_PX = 4096
 MAX_SEED = 2**63 - 1

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exquisite_store.backends.base import Backend
-from exquisite_store.backends.models import MODELS
 from exquisite_store.backends.replay import ReplayBackend
 from exquisite_store.errors import UserError
-from exquisite_store.geometry.frames import ANY
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
@@ -42,9 +40,7 @@ def reproduce(
             return recorded.get(rid) or store.find_response(step.session, rid)
 
         # the frame must be the one the recording was made with, or the request id differs
-        known = MODELS.get(r.model) if r.backend == "openai" else None
-        backend = ReplayBackend(store.objects, lookup, known.frames if known else ANY)
-        backend.name = r.backend  # the request id names the backend that made the recording
+        backend = ReplayBackend(store.objects, lookup)
     out = run_step(
         store,
         step.session,

@@ -151,6 +151,7 @@ def run_step(
     )
     out = StepOutcome(session=session, job=job)
     ctx = _Context(store, session, params, target, run, out, prompt, commit)
+    backend = None
     try:
         with store.writing():
             backend = backend_impl or make_backend(params.backend, store, session)
@@ -168,6 +169,9 @@ def run_step(
     except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
         run.event("failed", kind=exc.kind, message=exc.message)
         raise
+    finally:
+        if backend_impl is None and backend is not None and hasattr(backend, "close"):
+            backend.close()  # e.g. the OpenAI client's keep-alive connections
     if out.step_ids or (not commit and out.canvas_ids):
         run.event(
             "succeeded", step_ids=out.step_ids, branches=out.branches, attempt_ids=out.attempt_ids
@@ -263,8 +267,7 @@ class _Context:
         request_id = hash_object(
             "json",
             hash_input(
-                "request",
-                backend.name,
+                "request",  # named by what is sent, not by who answers (so replay can)
                 self.model,
                 frame_id,
                 mask_id,
