@@ -277,6 +277,69 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
+@cli.command()
+@click.argument("session")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--branch", "-b", "branches", multiple=True, help="Export only this branch (repeat).")
+@click.option(
+    "--layout",
+    type=click.Choice(["site", "steps"]),
+    default="site",
+    show_default=True,
+    help="steps: also write the per-step folder layout of each branch.",
+)
+@click.option("--prune", is_flag=True, help="Remove files of earlier exports no longer linked.")
+@click.pass_context
+def export(
+    ctx: click.Context,
+    session: str,
+    directory: str,
+    branches: tuple[str, ...],
+    layout: str,
+    prune: bool,
+) -> None:
+    """Write SESSION as a static site into DIRECTORY (works from file://)."""
+    from viewer.export import export_session
+    from viewer.model import session_steps
+
+    store = open_store(ctx)
+    store.session(session)
+    total = len(session_steps(store, session)) + len(store.attempts(session)) + 2
+    with click.progressbar(
+        length=total, label="rendering pages", file=sys.stderr, show_pos=True
+    ) as bar:
+        rep = export_session(
+            store.root,
+            session,
+            Path(directory),
+            branches=list(branches) or None,
+            layout_steps=layout == "steps",
+            prune=prune,
+            progress=lambda _path: bar.update(1),
+        )
+    click.echo(
+        f"exported {session} to {Path(directory).absolute()}: {rep.pages} pages, "
+        f"{rep.files} files; {rep.written} written, {rep.unchanged} unchanged"
+        + (f", {rep.removed} removed" if prune else "")
+    )
+    click.echo(f"open file://{(Path(directory).absolute() / 'index.html')}")
+
+
+@cli.command()
+@click.argument("png", type=click.Path(dir_okay=False))
+def inspect(png: str) -> None:
+    """Read the recipe an exported canvas PNG carries (its iTXt chunk)."""
+    text = imageio.read_png_text(png)
+    raw = text.get(imageio.ITXT_KEY)
+    if raw is None:
+        raise UserError(f"{png} carries no {imageio.ITXT_KEY} record")
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise UserError(f"{png} has a damaged {imageio.ITXT_KEY} record") from None
+    click.echo(json.dumps(meta, indent=2, sort_keys=True))
+
+
 def _parse_grace(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:

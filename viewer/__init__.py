@@ -34,6 +34,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     web.init_errors(app)
     web.init_templates(app)
     app.before_request(web.check_csrf)
+    if app.config["EXPORT"]:
+        app.before_request(web.set_export_depth)
     app.register_blueprint(pages.bp)
     app.register_blueprint(assets.bp)
     if not app.config["EXPORT"]:

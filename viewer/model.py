@@ -15,10 +15,19 @@ from exquisite_store.store.canvas import canvas_rect
 from viewer.tree import Node, build_tree, layout, walk
 
 
+def branches_in_scope(store: Store, session: str) -> dict[str, str]:
+    """The session's branches, or only those an export was asked for."""
+    from flask import current_app, has_app_context
+
+    branches = store.refs.branches(session)
+    only = current_app.config.get("EXPORT_BRANCHES") if has_app_context() else None
+    return {b: s for b, s in branches.items() if b in only} if only else branches
+
+
 def session_steps(store: Store, session: str) -> dict[str, Step]:
-    """Every step reachable from the session's branches."""
+    """Every step reachable from the session's branches (in scope)."""
     steps: dict[str, Step] = {}
-    for head in store.refs.branches(session).values():
+    for head in branches_in_scope(store, session).values():
         for sid, step in store.history(head):
             if sid in steps:
                 break
@@ -27,8 +36,14 @@ def session_steps(store: Store, session: str) -> dict[str, Step]:
 
 
 def session_attempts(store: Store, session: str) -> dict[str, Attempt]:
-    """Every attempt of the session, by id."""
-    return {a.id: store.objects.get_manifest(a.id, Attempt) for a in store.attempts(session)}
+    """Every attempt of the session whose parent step is in scope, by id."""
+    steps = session_steps(store, session)
+    out = {}
+    for line in store.attempts(session):
+        att = store.objects.get_manifest(line.id, Attempt)
+        if att.parent in steps:
+            out[line.id] = att
+    return out
 
 
 def sessions_context(store: Store) -> dict[str, Any]:
@@ -59,7 +74,7 @@ def session_context(store: Store, session: str) -> dict[str, Any]:
     sess = store.session(session)
     steps = session_steps(store, session)
     attempts = session_attempts(store, session)
-    branches = store.refs.branches(session)
+    branches = branches_in_scope(store, session)
     heads: dict[str, list[str]] = {}
     for name, sid in sorted(branches.items()):
         heads.setdefault(sid, []).append(name)
@@ -171,7 +186,9 @@ def step_context(store: Store, step_id: str) -> dict[str, Any]:
         "parent": step.parent,
         "children": children,
         "failed_children": failed,
-        "heads": sorted(b for b, s in store.refs.branches(step.session).items() if s == step_id),
+        "heads": sorted(
+            b for b, s in branches_in_scope(store, step.session).items() if s == step_id
+        ),
         "canvas": {
             "id": step.result.canvas_id,
             "x": canvas.x,
@@ -250,3 +267,21 @@ def compare_context(store: Store, ids: list[str]) -> dict[str, Any]:
             }
         )
     return {"items": items, "ids": ids}
+
+
+def gallery_context(store: Store, session: str) -> dict[str, Any]:
+    """Each branch head, big."""
+    sess = store.session(session)
+    heads = []
+    for name, sid in sorted(branches_in_scope(store, session).items()):
+        step = store.step(sid)
+        heads.append(
+            {
+                "branch": name,
+                "id": sid,
+                "width": step.result.width,
+                "height": step.result.height,
+                "steps": sum(1 for _ in store.history(sid)) - 1,
+            }
+        )
+    return {"session": session, "title": sess.title, "heads": heads}

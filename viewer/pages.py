@@ -61,6 +61,12 @@ def compare_page(json: bool = False):
     return _page("compare.html", model.compare_context(get_store(), ids), json)
 
 
+@bp.get("/s/<name:name>/gallery")
+def gallery_page(name: str, json: bool = False):
+    """Each branch head's final canvas, big."""
+    return _page("gallery.html", model.gallery_context(get_store(), name), json)
+
+
 # Each page's JSON twin: same view, same context, its own endpoint (so url_for of the
 # page never builds the twin).
 for rule, view in (
@@ -69,5 +75,6 @@ for rule, view in (
     ("/step/<oid:step_id>.json", step_page),
     ("/attempt/<oid:attempt_id>.json", attempt_page),
     ("/compare.json", compare_page),
+    ("/s/<name:name>/gallery.json", gallery_page),
 ):
     bp.add_url_rule(rule, f"{view.__name__}_json", view, defaults={"json": True})

@@ -57,6 +57,14 @@ def check_csrf() -> tuple[Any, int] | None:
     return None
 
 
+def set_export_depth() -> None:
+    """How many folders deep the page being exported sits (its links go up that far)."""
+    try:
+        g.depth = max(0, min(8, int(request.headers.get("X-Export-Depth", "0"))))
+    except ValueError:
+        g.depth = 0
+
+
 # --- errors --------------------------------------------------------------------------------
 
 
@@ -115,8 +123,15 @@ def init_errors(app: Flask) -> None:
 def href(kind: str, value: str = "", **params: Any) -> str:
     """A link to a page or file; relative file paths when rendering the static export."""
     if current_app.config.get("EXPORT"):
-        up = "../" * g.get("depth", 0)
-        return up + export_path(kind, value, **params)
+        path = export_path(kind, value, **params)
+        # the exporter renders or copies every path a page links to
+        current_app.extensions.setdefault("export_links", {})[path] = (kind, value, params)
+        return "../" * g.get("depth", 0) + path
+    return live_url(kind, value, **params)
+
+
+def live_url(kind: str, value: str = "", **params: Any) -> str:
+    """The viewer's own URL of a page or file."""
     from flask import url_for
 
     routes = {
@@ -129,6 +144,7 @@ def href(kind: str, value: str = "", **params: Any) -> str:
         "canvas": ("assets.canvas_png", {"step_id": value}),
         "thumb": ("assets.thumb_png", {"step_id": value}),
         "diff": ("assets.diff_png", {"a": value, "b": params.get("b", "")}),
+        "gallery": ("pages.gallery_page", {"name": value}),
     }
     endpoint, args = routes[kind]
     return url_for(endpoint, **args)
@@ -140,6 +156,8 @@ def export_path(kind: str, value: str = "", **params: Any) -> str:
 
     if kind in ("index", "session"):
         return "index.html"
+    if kind == "gallery":
+        return "gallery.html"
     if kind in ("step", "attempt"):
         return f"{kind}/{value}.html"
     if kind == "compare":
@@ -157,7 +175,9 @@ def export_path(kind: str, value: str = "", **params: Any) -> str:
 def static_href(name: str) -> str:
     """A file of ``viewer/static`` (relative in the export)."""
     if current_app.config.get("EXPORT"):
-        return "../" * g.get("depth", 0) + f"static/{name}"
+        path = f"static/{name}"
+        current_app.extensions.setdefault("export_links", {})[path] = ("static", name, {})
+        return "../" * g.get("depth", 0) + path
     from flask import url_for
 
     return url_for("static", filename=name)

@@ -31,6 +31,7 @@
   const form = $("#extend");
   if (form) {
     const session = form.dataset.session;
+    const base = form.dataset.base || "./";
     const params = new URLSearchParams(location.search);
     if (params.get("from")) {
       form.parent.value = params.get("from");
@@ -46,7 +47,7 @@
         const q = new URLSearchParams(new FormData(form));
         q.delete("csrf_token");
         try {
-          const r = await fetch(`/s/${session}/estimate.json?${q}`, { headers: { "X-Requested-With": "fetch" } });
+          const r = await fetch(`${base}s/${session}/estimate.json?${q}`, { headers: { "X-Requested-With": "fetch" } });
           const j = await r.json();
           if (!r.ok) { est.textContent = `cannot run: ${j.error}`; return; }
           const usd = (m) => m == null ? "none" : `$${(m / 1e6).toFixed(4)}`;
@@ -69,7 +70,7 @@
       progress.innerHTML = "";
       const line = (text, cls) => { const li = document.createElement("li"); li.textContent = text; if (cls) li.className = cls; progress.appendChild(li); return li; };
       let last = null;
-      const es = new EventSource(`/-/events/${session}`);
+      const es = new EventSource(`${base}-/events/${session}`);
       es.onmessage = () => {};
       const handle = (ev) => {
         const d = JSON.parse(ev.data);
@@ -87,13 +88,14 @@
           const ul = document.createElement("ul"); ul.className = "plain";
           Object.entries(d.branches).forEach(([b, sid]) => {
             const li = document.createElement("li");
-            li.innerHTML = `<a href="/step/${sid}">${sid.slice(0, 12)}</a> on <b></b> `;
+            li.innerHTML = `<a>${sid.slice(0, 12)}</a> on <b></b> `;
+            li.querySelector("a").setAttribute("href", `${base}step/${sid}`);
             li.querySelector("b").textContent = b;
             ul.appendChild(li);
           });
           cands.appendChild(ul);
           if (d.step_ids.length > 1) {
-            const a = document.createElement("a"); a.href = `/compare?ids=${d.step_ids.join(",")}`; a.textContent = "compare the candidates"; a.className = "button";
+            const a = document.createElement("a"); a.href = `${base}compare?ids=${d.step_ids.join(",")}`; a.textContent = "compare the candidates"; a.className = "button";
             cands.appendChild(a);
           }
           const reload = document.createElement("a"); reload.href = location.pathname; reload.textContent = " refresh the tree";
