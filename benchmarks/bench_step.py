@@ -170,6 +170,11 @@ def main() -> None:
         f"\noverhead {last['width']} / {first['width']}: {flat:.2f} "
         f"(target <= {OVERHEAD_RATIO_MAX}: {verdict})"
     )
+    print(
+        f"SUMMARY step overhead: {1000 * first['overhead']:.0f} ms at {first['width']} wide, "
+        f"{1000 * last['overhead']:.0f} ms at {last['width']}; ratio {flat:.2f} "
+        f"(target <= {OVERHEAD_RATIO_MAX}: {verdict})"
+    )
     if args.no_patchmatch:
         return
     big, small = bench_patchmatch(512, 1024), bench_patchmatch(256, 512)
@@ -182,6 +187,11 @@ def main() -> None:
     print(
         f"\nworst overhead / patchmatch fill (same geometry): {100 * share:.1f}% "
         f"(target < {100 * PATCHMATCH_SHARE_MAX:.0f}%: {verdict})"
+    )
+    print(
+        f"SUMMARY patchmatch fill: {big:.1f} s (512x1024 band), {small:.1f} s (256x512); "
+        f"overhead is {100 * share:.1f}% of it (target < {100 * PATCHMATCH_SHARE_MAX:.0f}%: "
+        f"{verdict})"
     )
 
 

@@ -57,6 +57,7 @@ def main() -> None:
     head = " | ".join(f"{d} ratio | {d} error" for d in DIRECTIONS)
     print(f"| seam | {head} | worst ratio | worst error | right x10 ratio | right x10 error |")
     print("|---" * (3 + 2 * len(DIRECTIONS) + 2) + "|")
+    summary = []
     for seam in SEAMS:
         cells, ratios, errors = [], [], []
         for d in DIRECTIONS:
@@ -69,6 +70,8 @@ def main() -> None:
             f"| {seam} | {' | '.join(cells)} | {max(ratios):.2f} | {max(errors):.1f} | "
             f"{chain_ratio:.2f} | {chain_error:.1f} |"
         )
+        summary.append(f"{seam} {max(ratios):.2f}x / {max(errors):.1f} levels")
+    print("SUMMARY seams (worst seam ratio / colour error): " + ", ".join(summary))
 
 
 if __name__ == "__main__":
