@@ -88,3 +88,28 @@ def test_torn_log_line_is_ignored(tmp_path: Path) -> None:
     with open(tmp_path / "logs" / "x", "ab") as f:
         f.write(b'{"half')
     assert s.read_log("x") == [b"whole"]
+
+
+def test_an_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
+    s = DiskStorage(tmp_path)
+    s.append_log("x", b"one")
+    with open(tmp_path / "logs" / "x", "ab") as f:
+        f.write(b'{"torn')  # a crash in the middle of an append
+    s.append_log("x", b"two")
+    assert s.read_log("x") == [b"one", b'{"torn', b"two"]
+    assert s.last_log_line("x") == b"two"
+
+
+def test_event_numbers_survive_a_torn_line(tmp_path: Path) -> None:
+    from exquisite_store.store import Store
+
+    from .conftest import rng_image
+
+    store = Store.init(tmp_path / "s")
+    store.create_session("x", rng_image(8, 8))
+    for _ in range(3):
+        store.append_event("x", "progress")
+    with open(tmp_path / "s" / "logs" / "sessions" / "x" / "events", "ab") as f:
+        f.write(b'{"seq": 4, "ty')
+    assert store.append_event("x", "after") == 4
+    assert [e.seq for e in store.events("x")] == [1, 2, 3, 4]

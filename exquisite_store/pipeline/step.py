@@ -6,6 +6,7 @@ Every failure becomes an attempt record and a ``failed`` event; no head moves.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -19,6 +20,7 @@ import numpy as np
 from exquisite_store import imageio
 from exquisite_store.backends.base import Backend, BackendRequest, BackendResult
 from exquisite_store.errors import (
+    ArtifactWriteError,
     BranchMoved,
     BudgetExceeded,
     DecodeError,
@@ -513,6 +515,12 @@ class _Context:
     # --- failures ----------------------------------------------------------------------------
 
     def record_failure(self, exc: StepFailure, response: Response | None = None) -> str:
+        """Store an attempt and a ``failed`` event; best effort on a failing disk.
+
+        Parts of the record whose objects were never stored (the write failed first)
+        are left out rather than pointing at nothing. If the attempt itself cannot be
+        written, the caller still gets the original failure; returns "" then.
+        """
         if response is None and self.response_id:
             res = self.result
             response = Response(
@@ -521,29 +529,52 @@ class _Context:
                 usage=res.usage,
                 provider_request_id=res.provider_request_id,
             )
-        validation_id = str(exc.details.get("validation_id", ""))
-        if not validation_id:
-            validation_id = self.objects.put_json(failed_report(exc.kind, exc.message, self.plan))
-        attempt = Attempt(
-            session=self.session,
-            parent=self.target.parent,
-            branch=self.target.branch,
-            created_ms=self.store.clock_ms(),
-            failure_kind=exc.kind,
-            message=exc.message,
-            recipe=self.recipe,
-            recipe_id=self.recipe_id,
-            request=self.request,
-            response=response,
-            validation_id=validation_id,
-            timing=self.run.timing(),
-            step_id=str(exc.details.get("step_id", "")),
-            details={k: str(v) for k, v in sorted(exc.details.items())},
-        )
-        aid = self.store.record_attempt(attempt)
+        details = {k: str(v) for k, v in sorted(exc.details.items())}
+        recipe, request = self.recipe, self.request
+        if not self._stored(recipe, request, response):
+            details["record"] = "the request's objects were not all stored; recipe omitted"
+            recipe = request = response = None
+        try:
+            validation_id = str(exc.details.get("validation_id", ""))
+            if not validation_id:
+                report = failed_report(exc.kind, exc.message, self.plan)
+                validation_id = self.objects.put_json(report)
+            attempt = Attempt(
+                session=self.session,
+                parent=self.target.parent,
+                branch=self.target.branch,
+                created_ms=self.store.clock_ms(),
+                failure_kind=exc.kind,
+                message=exc.message,
+                recipe=recipe,
+                recipe_id=self.recipe_id,
+                request=request,
+                response=response,
+                validation_id=validation_id,
+                timing=self.run.timing(),
+                step_id=str(exc.details.get("step_id", "")),
+                details=details,
+            )
+            aid = self.store.record_attempt(attempt)
+        except ArtifactWriteError as again:
+            exc.details["attempt_not_recorded"] = again.message
+            with contextlib.suppress(ExqError):
+                self.run.event("failed", kind=exc.kind, message=exc.message)
+            return ""
         self.out.attempt_ids.append(aid)
-        self.run.event("failed", attempt_id=aid, kind=exc.kind, message=exc.message)
+        with contextlib.suppress(ArtifactWriteError):
+            self.run.event("failed", attempt_id=aid, kind=exc.kind, message=exc.message)
         return aid
+
+    def _stored(self, *parts: Any) -> bool:
+        """Whether every object the given record parts name is in the store."""
+        from exquisite_store.store.reach import references
+
+        ids: list[str] = []
+        for part in parts:
+            if part is not None:
+                ids.extend(references(part))
+        return all(self.objects.storage.has_object(i) for i in ids)
 
 
 def _decode_output(data: bytes) -> tuple[np.ndarray, DecodeError | None]:

@@ -71,6 +71,11 @@ class BaseStorage:
         """Names of logs starting with ``prefix``, sorted."""
         raise NotImplementedError
 
+    def last_log_line(self, name: str) -> bytes | None:
+        """The last whole line of a log (None if empty)."""
+        lines = self.read_log(name)
+        return lines[-1] if lines else None
+
     def writer_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
         """Shared for writers, exclusive for gc."""
         raise NotImplementedError
@@ -189,9 +194,13 @@ class DiskStorage(BaseStorage):
         path = self.logs / name
         try:
             ensure_dir(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line.rstrip(b"\n") + b"\n")
+                data = line.rstrip(b"\n") + b"\n"
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a line torn by a crash stays torn, alone
+                os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -209,6 +218,27 @@ class DiskStorage(BaseStorage):
             if data.endswith(b"\n")
             else [ln for ln in data.split(b"\n")[:-1] if ln]
         )
+
+    def last_log_line(self, name: str) -> bytes | None:
+        # read backwards from the end: appending an event must not cost the whole log
+        try:
+            with open(self.logs / name, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                chunk, pos, tail = 4096, end, b""
+                while pos > 0:
+                    step = min(chunk, pos)
+                    pos -= step
+                    f.seek(pos)
+                    tail = f.read(step) + tail
+                    lines = tail.split(b"\n")
+                    whole = lines[:-1] if not tail.endswith(b"\n") else lines
+                    whole = [ln for ln in whole if ln]
+                    if len(whole) >= 2 or (whole and pos == 0):
+                        return whole[-1]
+                    chunk *= 2
+        except FileNotFoundError:
+            return None
+        return None
 
     def list_logs(self, prefix: str = "") -> list[str]:
         if not self.logs.is_dir():

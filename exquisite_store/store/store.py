@@ -252,10 +252,19 @@ class Store:
         """Append an event with the next sequence number; returns it."""
         name = f"sessions/{check_name(session, 'session')}/events"
         with self.storage.log_lock(name):
-            seq = len(self.storage.read_log(name)) + 1
+            seq = self._last_seq(name) + 1
             line = LogLine(seq=seq, time_ms=self.clock_ms(), type=type_, data=data)
             self.storage.append_log(name, msgspec.json.encode(line))
         return seq
+
+    def _last_seq(self, name: str) -> int:
+        last = self.storage.last_log_line(name)
+        if last is None:
+            return 0
+        try:
+            return _log_decoder.decode(last).seq
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return len(self.storage.read_log(name))  # a damaged last line: count instead
 
     def events(self, session: str, after: int = 0) -> list[LogLine]:
         """Events of a session with a sequence number above ``after``."""
