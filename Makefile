@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench fixtures clean
+.PHONY: demo serve test test-all lint bench fixtures clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/exq --store demo-store demo
+
+serve: $(STAMP)
+	$(BIN)/exq --store demo-store serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -244,6 +244,9 @@ def demo(ctx: click.Context, fixture: str) -> None:
     click.echo("")
     describe_branches(store, name, store.root / "cache" / name)
     click.echo(
-        f"\nstore: {store.root}\nnext: exq --store {store.root} log {name}   "
-        f"(the root was {short(root)})"
+        f"\nstore: {store.root}   (the root step was {short(root)})\n"
+        f"history:  exq --store {store.root} log {name}\n"
+        f"browse:   exq --store {store.root} serve   (or: make serve), then open "
+        f"http://127.0.0.1:5000/s/{name}\n"
+        f"share:    exq --store {store.root} export {name} {name}-site"
     )
