@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from exquisite_store.errors import NotFound
@@ -9,10 +10,13 @@ from exquisite_store.geometry.frames import ANY
 from exquisite_store.geometry.plan import plan_step
 from exquisite_store.ids import short
 from exquisite_store.manifests import Attempt, Step, Validation, to_builtins
-from exquisite_store.pipeline.cost import session_spent
+from exquisite_store.pipeline.cost import reachable_steps, session_spent
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import canvas_rect
 from viewer.tree import Node, build_tree, layout, walk
+
+STEPS_MEMO = 32  # (session, branch heads) pairs whose reachable steps are remembered
+_MEMO_LOCK = threading.Lock()
 
 
 def branches_in_scope(store: Store, session: str) -> dict[str, str]:
@@ -24,26 +28,45 @@ def branches_in_scope(store: Store, session: str) -> dict[str, str]:
     return {b: s for b, s in branches.items() if b in only} if only else branches
 
 
-def session_steps(store: Store, session: str) -> dict[str, Step]:
-    """Every step reachable from the session's branches (in scope)."""
-    steps: dict[str, Step] = {}
-    for head in branches_in_scope(store, session).values():
-        for sid, step in store.history(head):
-            if sid in steps:
-                break
-            steps[sid] = step
-    return steps
+def session_steps(store: Store, session: str, scoped: bool = True) -> dict[str, Step]:
+    """Every step reachable from the session's branches (in scope unless ``scoped`` is False).
+
+    Memoised per app by the branch heads: manifests never change and refs are the only
+    mutable state, so the same heads always reach the same steps. Do not mutate the result.
+    """
+    from flask import current_app, has_app_context
+
+    branches = branches_in_scope(store, session) if scoped else store.refs.branches(session)
+    key = (session, tuple(sorted(branches.items())))
+    if not has_app_context():
+        return reachable_steps(store, list(branches.values()))
+    memo = current_app.extensions.setdefault("exq_steps", {})
+    hit = memo.get(key)
+    if hit is None:
+        hit = reachable_steps(store, list(branches.values()))
+        with _MEMO_LOCK:  # the server is threaded
+            while len(memo) >= STEPS_MEMO:
+                memo.pop(next(iter(memo)))
+            memo[key] = hit
+    return hit
 
 
-def session_attempts(store: Store, session: str) -> dict[str, Attempt]:
+def session_attempts(
+    store: Store, session: str, steps: dict[str, Step] | None = None
+) -> dict[str, Attempt]:
     """Every attempt of the session whose parent step is in scope, by id."""
-    steps = session_steps(store, session)
+    steps = session_steps(store, session) if steps is None else steps
     out = {}
     for line in store.attempts(session):
         att = store.objects.get_manifest(line.id, Attempt)
         if att.parent in steps:
             out[line.id] = att
     return out
+
+
+def spent(store: Store, session: str) -> int:
+    """What the whole session spent (every branch, even outside an export's scope)."""
+    return session_spent(store, session, session_steps(store, session, scoped=False))
 
 
 def sessions_context(store: Store) -> dict[str, Any]:
@@ -61,7 +84,7 @@ def sessions_context(store: Store) -> dict[str, Any]:
                 "branches": len(branches),
                 "steps": len(session_steps(store, name)),
                 "attempts": len(store.attempts(name)),
-                "spent_micro_usd": session_spent(store, name),
+                "spent_micro_usd": spent(store, name),
                 "budget_micro_usd": sess.budget_micro_usd,
                 "head": head,
             }
@@ -73,7 +96,7 @@ def session_context(store: Store, session: str) -> dict[str, Any]:
     """The session page: its tree laid out, branches, attempts, spend."""
     sess = store.session(session)
     steps = session_steps(store, session)
-    attempts = session_attempts(store, session)
+    attempts = session_attempts(store, session, steps)
     branches = branches_in_scope(store, session)
     heads: dict[str, list[str]] = {}
     for name, sid in sorted(branches.items()):
@@ -117,8 +140,9 @@ def session_context(store: Store, session: str) -> dict[str, Any]:
         "title": sess.title,
         "defaults": to_builtins(sess.defaults),
         "budget_micro_usd": sess.budget_micro_usd,
-        "spent_micro_usd": session_spent(store, session),
+        "spent_micro_usd": spent(store, session),
         "current_branch": store.refs.current_branch(session),
+        "last_event": store.last_event_seq(session),
         "branches": dict(sorted(branches.items())),
         "nodes": [
             {
@@ -168,14 +192,15 @@ def step_context(store: Store, step_id: str) -> dict[str, Any]:
     step = store.step(step_id)
     canvas = store.canvas(step)
     t = canvas.tile_size
+    steps = session_steps(store, step.session)
     children = [
         {"id": sid, "what": f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""}
-        for sid, st in session_steps(store, step.session).items()
+        for sid, st in steps.items()
         if st.parent == step_id
     ]
     failed = [
         {"id": aid, "kind": a.failure_kind, "message": a.message}
-        for aid, a in session_attempts(store, step.session).items()
+        for aid, a in session_attempts(store, step.session, steps).items()
         if a.parent == step_id
     ]
     ctx: dict[str, Any] = {

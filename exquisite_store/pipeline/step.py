@@ -175,9 +175,13 @@ def run_step(
         if backend_impl is None and backend is not None and hasattr(backend, "close"):
             backend.close()  # e.g. the OpenAI client's keep-alive connections
     if out.step_ids or (not commit and out.canvas_ids):
-        run.event(
-            "succeeded", step_ids=out.step_ids, branches=out.branches, attempt_ids=out.attempt_ids
-        )
+        with contextlib.suppress(ArtifactWriteError):  # committed: a lost event is no failure
+            run.event(
+                "succeeded",
+                step_ids=out.step_ids,
+                branches=out.branches,
+                attempt_ids=out.attempt_ids,
+            )
         return out
     raise out.failures[0]
 

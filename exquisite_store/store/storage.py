@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from exquisite_store.errors import ArtifactWriteError, BranchMoved, NotFound
-from exquisite_store.store.files import LockFile, atomic_write, ensure_dir, flocked, fsync_dir
+from exquisite_store.store.files import (
+    LockFile,
+    _write_all,
+    atomic_write,
+    ensure_dir,
+    flocked,
+    fsync_dir,
+)
 
 EXTS = ("json", "png", "txt")
 
@@ -200,7 +207,7 @@ class DiskStorage(BaseStorage):
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # a line torn by a crash stays torn, alone
-                os.write(fd, data)
+                _write_all(fd, data)  # a short write (a filling disk) goes on or raises
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -257,6 +257,10 @@ class Store:
             self.storage.append_log(name, msgspec.json.encode(line))
         return seq
 
+    def last_event_seq(self, session: str) -> int:
+        """The sequence number of a session's newest event (0 if none)."""
+        return self._last_seq(f"sessions/{check_name(session, 'session')}/events")
+
     def _last_seq(self, name: str) -> int:
         last = self.storage.last_log_line(name)
         if last is None:

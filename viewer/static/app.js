@@ -66,11 +66,13 @@
 
     const progress = $("#progress");
     const cands = $("#candidates");
-    const follow = (job) => {
+    // events of a job we just started come after the page's last one; a reloaded
+    // page following a job it did not start reads the log from the beginning
+    const follow = (job, after) => {
       progress.innerHTML = "";
       const line = (text, cls) => { const li = document.createElement("li"); li.textContent = text; if (cls) li.className = cls; progress.appendChild(li); return li; };
       let last = null;
-      const es = new EventSource(`${base}-/events/${session}`);
+      const es = new EventSource(`${base}-/events/${session}?after=${after || 0}`);
       es.onmessage = () => {};
       const handle = (ev) => {
         const d = JSON.parse(ev.data);
@@ -112,10 +114,10 @@
       const j = await r.json();
       if (!r.ok) { progress.innerHTML = ""; const li = document.createElement("li"); li.className = "fail"; li.textContent = j.error; progress.appendChild(li); form.querySelector("button").disabled = false; return; }
       history.replaceState(null, "", `?job=${j.job}`);
-      follow(j.job);
+      follow(j.job, form.dataset.seq);
     });
     const running = params.get("job");
-    if (running) follow(running);
+    if (running) follow(running, 0);
   }
 
   // --- compare: slider, flip-book, synced pan ---------------------------------------
