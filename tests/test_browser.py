@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+if CHROMIUM is None and os.environ.get("EXQ_REQUIRE_BROWSER"):
+    raise RuntimeError("EXQ_REQUIRE_BROWSER is set (CI) but Debian's chromium is not installed")
 if CHROMIUM is None:
     pytest.skip(
         "browser tests need a system Chromium (/usr/bin/chromium or `chromium` on PATH)",
