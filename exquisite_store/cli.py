@@ -384,9 +384,9 @@ def describe_branches(store: Store, session: str, out_dir: Path) -> None:
 
 def _register() -> None:
     from exquisite_store.cli_cost import budget, cost
-    from exquisite_store.cli_steps import attempts, demo, reproduce, step
+    from exquisite_store.cli_steps import attempts, defaults, demo, reproduce, step
 
-    for command in (step, attempts, reproduce, demo, cost, budget):
+    for command in (step, attempts, reproduce, demo, cost, budget, defaults):
         cli.add_command(command)
 
 

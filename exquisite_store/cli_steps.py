@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from exquisite_store import imageio
 from exquisite_store.errors import StepFailure
 from exquisite_store.ids import short
+from exquisite_store.manifests import StepParams
 from exquisite_store.pipeline import config
 from exquisite_store.pipeline.reproduce import reproduce as run_reproduce
 from exquisite_store.pipeline.step import StepOutcome, run_step
@@ -250,3 +252,49 @@ def demo(ctx: click.Context, fixture: str) -> None:
         f"http://127.0.0.1:5000/s/{name}\n"
         f"share:    exq --store {store.root} export {name} {name}-site"
     )
+
+
+@click.command()
+@click.argument("session")
+@click.argument("settings", nargs=-1)
+@click.pass_context
+def defaults(ctx: click.Context, session: str, settings: tuple[str, ...]) -> None:
+    """Show SESSION's step defaults, or change them: `exq defaults S px=512 seam=feather`."""
+    from exquisite_store.cli import open_store
+    from exquisite_store.errors import ConfigError
+
+    store = open_store(ctx)
+    sess = store.session(session)
+    aliases = {
+        "px": "extension_px",
+        "overlap": "overlap_px",
+        "context": "context_px",
+        "immutable": "immutable_policy",
+    }
+    changes: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"expected KEY=VALUE, not {item!r}", field=item)
+        key = aliases.get(key, key)
+        field_type = StepParams.__annotations__.get(key, "")
+        if value in ("", "none") and "None" in str(field_type):
+            changes[key] = None
+            continue
+        if "int" in str(field_type):
+            try:
+                changes[key] = int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{key} must be a whole number, not {value!r}", field=key
+                ) from None
+        else:
+            changes[key] = value
+    if changes:
+        merged = config.merge(sess.defaults, {k: v for k, v in changes.items() if v is not None})
+        for k, v in changes.items():
+            if v is None:
+                merged = msgspec.structs.replace(merged, **{k: None})
+        sess = store.update_session(session, "defaults: " + " ".join(settings), defaults=merged)
+    for key, value in msgspec.structs.asdict(sess.defaults).items():
+        click.echo(f"{key:<18} {value}")

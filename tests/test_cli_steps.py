@@ -122,3 +122,23 @@ def test_unknown_branch_and_foreign_step(st, tmp_path) -> None:
 def test_reproduce_root_is_a_clear_error(st) -> None:
     root = Store.open(st).refs.head("s", "main")
     assert "nothing to re-run" in run(st, "reproduce", root, code=1)
+
+
+def test_session_defaults_are_stored_and_used(st) -> None:
+    out = run(st, "defaults", "s", "px=24", "overlap=4", "seam=feather", "seed=11")
+    assert "extension_px       24" in out and "seam               feather" in out
+    store = Store.open(st)
+    assert store.session("s").defaults.extension_px == 24
+    run(st, "step", "s")
+    head = Store.open(st).step(Store.open(st).refs.head("s", "main"))
+    assert (head.recipe.extension_px, head.recipe.seam, head.recipe.seed) == (24, "feather", 11)
+    assert "seed               None" in run(st, "defaults", "s", "seed=none")
+    for bad, field in (
+        ("px=0", "extension_px"),
+        ("seam=glue", "seam"),
+        ("colour=red", "colour"),
+        ("px", "KEY=VALUE"),
+        ("n=two", "n"),
+    ):
+        assert field in run(st, "defaults", "s", bad, code=1)
+    assert Store.open(st).session("s").defaults.extension_px == 24

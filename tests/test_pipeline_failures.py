@@ -298,3 +298,23 @@ def test_reproduce_with_the_backend_and_by_replay(mem) -> None:
     assert replayed.matches
     assert not reproduce(mem, sid, backend=ShiftedPattern()).matches
     assert heads(mem) == before and len(mem.events("s")) == events and not mem.attempts("s")
+
+
+def test_a_patchmatch_fill_can_be_cancelled() -> None:
+    import threading
+    import time
+
+    from exquisite_store.backends.base import BackendRequest
+    from exquisite_store.backends.patchmatch import PatchMatchBackend
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (768, 768, 3), dtype=np.uint8)  # a fill of many seconds
+    mask = np.full((768, 768, 4), 255, np.uint8)
+    mask[:, 256:, 3] = 0
+    cancel = threading.Event()
+    req = BackendRequest(image=image, mask=mask, prompt="", n=1, seed=1, model="", request_id="r")
+    threading.Timer(0.5, cancel.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(TransientBackendError, match="cancelled"):
+        PatchMatchBackend().generate(req, cancel)
+    assert time.monotonic() - t0 < 3.0
