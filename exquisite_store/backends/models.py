@@ -47,117 +47,40 @@ class ImageModel:
 
 _Q = ("auto", "low", "medium", "high")
 _Q25 = (*_Q, "xhigh", "max")
+_P1M = (2_000_000, 2_500_000, 8_000_000)  # gpt-image-1-mini
+_P15 = (5_000_000, 8_000_000, 32_000_000)  # gpt-image-1.5
+_P2 = (5_000_000, 8_000_000, 30_000_000)  # gpt-image-2 and later
+
+
+def _model(
+    id_: str,
+    frames: FramePolicy,
+    qualities: tuple[str, ...],
+    fidelity: tuple[str, ...],
+    prices: tuple[int, int, int],
+    generation: tuple[int, int],
+    general: bool = True,
+) -> ImageModel:
+    return ImageModel(
+        id_, frames, qualities, fidelity, *prices, general=general, generation=generation
+    )
+
+
+# dated snapshots and aliases are listed but never the default (general=False)
 MODELS: dict[str, ImageModel] = {
     m.id: m
     for m in (
-        ImageModel(
-            "gpt-image-1-mini",
-            FIXED,
-            _Q,
-            ("low",),
-            2_000_000,
-            2_500_000,
-            8_000_000,
-            general=False,
-            generation=(1, 0),
-        ),
-        ImageModel(
-            "gpt-image-1.5",
-            FIXED,
-            _Q,
-            ("low", "high"),
-            5_000_000,
-            8_000_000,
-            32_000_000,
-            generation=(1, 5),
-        ),
-        ImageModel(
-            "chatgpt-image-latest",
-            FIXED,
-            _Q,
-            ("low", "high"),
-            5_000_000,
-            8_000_000,
-            32_000_000,
-            general=False,
-            generation=(1, 5),
-        ),
-        ImageModel(
-            "gpt-image-2", ANY_16, _Q, (), 5_000_000, 8_000_000, 30_000_000, generation=(2, 0)
-        ),
-        ImageModel(
-            "gpt-image-2-2026-04-21",
-            ANY_16,
-            _Q,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            general=False,
-            generation=(2, 0),
-        ),
-        ImageModel(
-            "gpt-image-2.5-flare",
-            ANY_16,
-            _Q25,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            generation=(2, 5),
-        ),
-        ImageModel(
-            "gpt-image-2.5-sunburst",
-            ANY_16,
-            _Q25,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            generation=(2, 5),
-        ),
-        ImageModel(
-            "gpt-image-2.5-flare-2026-09-08",
-            ANY_16,
-            _Q25,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            general=False,
-            generation=(2, 5),
-        ),
-        ImageModel(
-            "gpt-image-2.5-sunburst-2026-09-08",
-            ANY_16,
-            _Q25,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            general=False,
-            generation=(2, 5),
-        ),
-        ImageModel(
-            "gpt-image-2.6-flare",
-            ANY_16,
-            _Q25,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            generation=(2, 6),
-        ),
-        ImageModel(
-            "gpt-image-2.6-sunburst",
-            ANY_16,
-            _Q25,
-            (),
-            5_000_000,
-            8_000_000,
-            30_000_000,
-            generation=(2, 6),
-        ),
+        _model("gpt-image-1-mini", FIXED, _Q, ("low",), _P1M, (1, 0), general=False),
+        _model("gpt-image-1.5", FIXED, _Q, ("low", "high"), _P15, (1, 5)),
+        _model("chatgpt-image-latest", FIXED, _Q, ("low", "high"), _P15, (1, 5), general=False),
+        _model("gpt-image-2", ANY_16, _Q, (), _P2, (2, 0)),
+        _model("gpt-image-2-2026-04-21", ANY_16, _Q, (), _P2, (2, 0), general=False),
+        _model("gpt-image-2.5-flare", ANY_16, _Q25, (), _P2, (2, 5)),
+        _model("gpt-image-2.5-sunburst", ANY_16, _Q25, (), _P2, (2, 5)),
+        _model("gpt-image-2.5-flare-2026-09-08", ANY_16, _Q25, (), _P2, (2, 5), general=False),
+        _model("gpt-image-2.5-sunburst-2026-09-08", ANY_16, _Q25, (), _P2, (2, 5), general=False),
+        _model("gpt-image-2.6-flare", ANY_16, _Q25, (), _P2, (2, 6)),
+        _model("gpt-image-2.6-sunburst", ANY_16, _Q25, (), _P2, (2, 6)),
     )
 }
 RETIRED = {

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from exquisite_store.backends.base import Backend
 from exquisite_store.backends.replay import ReplayBackend
 from exquisite_store.errors import UserError
-from exquisite_store.pipeline.step import run_step
+from exquisite_store.pipeline.step import params_from, run_step
 from exquisite_store.store import Store
 
 
@@ -41,6 +43,9 @@ def reproduce(
 
         # the frame must be the one the recording was made with, or the request id differs
         backend = ReplayBackend(store.objects, lookup)
+    params = msgspec.structs.asdict(params_from(step))
+    if backend is not None:
+        params["backend"] = None  # a given backend names itself
     out = run_step(
         store,
         step.session,
@@ -49,17 +54,7 @@ def reproduce(
         prompt=store.objects.get_text(r.prompt_id),
         backend_impl=backend,
         commit=False,
-        direction=r.direction,
-        extension_px=r.extension_px,
-        overlap_px=r.overlap_px,
-        context_px=r.context_px,
-        immutable_policy=r.immutable_policy,
-        seam=r.seam,
-        backend=r.backend if backend is None else None,  # a given backend names itself
-        model=r.model,
-        quality=r.quality,
-        n=r.n,
-        seed=r.seed,
+        **params,
     )
     got = (
         out.canvas_ids[step.response.candidate]

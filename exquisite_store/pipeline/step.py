@@ -35,7 +35,7 @@ from exquisite_store.geometry import orient
 from exquisite_store.geometry.plan import StepPlan, build_frame, plan_step, unframe
 from exquisite_store.geometry.scores import drift_scores, seam_score
 from exquisite_store.geometry.seams import apply_seam
-from exquisite_store.ids import hash_object, short
+from exquisite_store.ids import hash_object
 from exquisite_store.manifests import (
     Attempt,
     BackendResponse,
@@ -47,7 +47,6 @@ from exquisite_store.manifests import (
     Step,
     StepParams,
     Timing,
-    Validation,
     hash_input,
 )
 from exquisite_store.pipeline import config
@@ -167,7 +166,8 @@ def run_step(
         if not commit:
             raise
         out.failures.append(exc)
-        exc.details["attempt_id"] = ctx.record_failure(exc)
+        with store.writing():  # gc must not sweep the request's objects before the attempt
+            exc.details["attempt_id"] = ctx.record_failure(exc)
     except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
         run.event("failed", kind=exc.kind, message=exc.message)
         raise
@@ -618,4 +618,4 @@ def params_from(step: Step) -> StepParams:
     )
 
 
-__all__ = ["StepOutcome", "run_step", "params_from", "ExqError", "Validation", "short"]
+__all__ = ["StepOutcome", "params_from", "run_step"]

@@ -27,6 +27,16 @@ from exquisite_store.store.files import (
 EXTS = ("json", "png", "txt")
 
 
+def branch_moved(name: str, old: str | None, current: str | None) -> BranchMoved:
+    """The error of a compare-and-swap that found ``current`` where ``old`` was expected."""
+    return BranchMoved(
+        f"{name} moved: expected {old or 'nothing'}, found {current or 'nothing'}",
+        ref=name,
+        expected=old,
+        actual=current,
+    )
+
+
 class BaseStorage:
     """The verbs the store needs; names are already validated by the caller."""
 
@@ -172,12 +182,7 @@ class DiskStorage(BaseStorage):
         with LockFile(path, tmp_dir=self.tmp) as lock:
             current = self.read_ref(name)
             if current != old:
-                raise BranchMoved(
-                    f"{name} moved: expected {old or 'nothing'}, found {current or 'nothing'}",
-                    ref=name,
-                    expected=old,
-                    actual=current,
-                )
+                raise branch_moved(name, old, current)
             lock.commit(new.encode() + b"\n")
             if log is not None:
                 self.append_log(f"refs/{name}", log)
@@ -312,12 +317,7 @@ class MemoryStorage(BaseStorage):
         with self._mutex:
             current = self._refs.get(name)
             if current != old:
-                raise BranchMoved(
-                    f"{name} moved: expected {old or 'nothing'}, found {current or 'nothing'}",
-                    ref=name,
-                    expected=old,
-                    actual=current,
-                )
+                raise branch_moved(name, old, current)
             self._refs[name] = new
             if log is not None:
                 self.append_log(f"refs/{name}", log)
