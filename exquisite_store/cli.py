@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from datetime import UTC, datetime
@@ -12,11 +13,12 @@ from typing import Any
 import click
 
 from exquisite_store import imageio, manifests
-from exquisite_store.errors import AlreadyExists, ExqError, UserError
+from exquisite_store.errors import AlreadyExists, ExqError, StoreError, UserError
 from exquisite_store.ids import short
 from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck as run_fsck
 from exquisite_store.store.gc import gc as run_gc
+from exquisite_store.store.refs import check_name
 
 DEFAULT_STORE = "exquisite-store"
 
@@ -29,8 +31,9 @@ class ExqGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ExqError as exc:
-            label = "error" if isinstance(exc, UserError) else exc.kind
-            click.echo(f"{label}: {exc.message}", err=True)
+            # one line, always "error: ...": a step failure also names its kind
+            kind = "" if isinstance(exc, UserError | StoreError) else f"{exc.kind}: "
+            click.echo(f"error: {kind}{exc.message}", err=True)
             ctx.exit(1)
 
 
@@ -127,6 +130,7 @@ def new(ctx: click.Context, session: str, image: str, title: str, budget_usd: st
     from exquisite_store.cli_cost import usd_to_micro
 
     budget = usd_to_micro(budget_usd) if budget_usd is not None else None
+    check_name(session, "session")  # before the store is created: a refusal writes nothing
     arr = imageio.read_image_file(image)
     store = open_store(ctx, create=True)
     _, root = store.create_session(
@@ -217,7 +221,10 @@ def canvas(ctx: click.Context, step: str, output: str) -> None:
     store = open_store(ctx)
     sid = store.resolve_step(step)
     arr = store.canvas_pixels(store.step(sid))
-    imageio.write_png(output, arr)
+    try:
+        imageio.write_png(output, arr)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output} ({arr.shape[1]}x{arr.shape[0]})")
 
 
@@ -304,6 +311,10 @@ def export(
 
     store = open_store(ctx)
     store.session(session)
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the export to {directory}: {exc.strerror or exc}") from None
     total = len(session_steps(store, session)) + len(store.attempts(session)) + 2
     with click.progressbar(
         length=total, label="rendering pages", file=sys.stderr, show_pos=True
@@ -342,12 +353,14 @@ def inspect(png: str) -> None:
 
 def _parse_grace(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 86400)
     try:
-        if text[-1:] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text) * 86400
+        seconds = float(number) * unit
     except ValueError:
-        raise click.BadParameter(f"{text!r}: a number of days, or a number with s/m/h/d") from None
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:  # nan would make every object "old enough"
+        raise click.BadParameter(f"{text!r}: a number of days, or a number with s/m/h/d")
+    return seconds
 
 
 @cli.command()

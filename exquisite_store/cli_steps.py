@@ -130,6 +130,7 @@ def step(
     """Grow SESSION by one step (one transaction; n candidates)."""
     from exquisite_store.cli import open_store
 
+    config.check_prompt(prompt)  # not UTF-8 in argv arrives as lone surrogates: refused too
     store = open_store(ctx)
     sess = store.session(session)
     merged = config.merge(sess.defaults, params)
@@ -203,11 +204,12 @@ def demo(ctx: click.Context, fixture: str) -> None:
     """Grow a demo session offline (patchmatch) in several directions and branch once."""
     from exquisite_store.cli import describe_branches, open_store
 
+    start = imageio.read_image_file(str(FIXTURES / fixture))  # before the store is created
     store = open_store(ctx, create=True)
     name = f"demo-{len(store.refs.sessions()) + 1}"
     _, root = store.create_session(
         name,
-        imageio.read_image_file(str(FIXTURES / fixture)),
+        start,
         title=f"demo from {fixture}",
         source_name=fixture,
     )

@@ -103,6 +103,8 @@ def read_png_text(path: str) -> dict[str, str]:
             return {str(k): str(v) for k, v in getattr(img, "text", {}).items()}
     except ImageRejected:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"{path} is too large to read safely: {exc}") from exc
     except OSError as exc:
         raise ImageRejected(f"{path} cannot be read as a PNG: {exc}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -30,13 +31,15 @@ from viewer.web import get_store, href, wants_json
 bp = Blueprint("actions", __name__)
 INT_FIELDS = ("extension_px", "overlap_px", "context_px", "n", "seed")
 STR_FIELDS = ("direction", "seam", "immutable_policy", "backend", "model", "quality")
-MAX_PROMPT = 32_000
 
 
 def _form() -> dict[str, Any]:
     """The request's fields, from a form or a JSON body (400 on malformed JSON)."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes: not a form anyway
+            body = None
         if not isinstance(body, dict):
             raise UserError("the request body is not a JSON object")
         return body
@@ -52,7 +55,7 @@ def step_params(form: dict[str, Any]) -> dict[str, Any]:
             continue
         try:
             out[name] = int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(
                 f"{name} must be a whole number, not {str(value)[:40]!r}", field=name
             ) from None
@@ -64,12 +67,7 @@ def step_params(form: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prompt(form: dict[str, Any]) -> str:
-    prompt = str(form.get("prompt") or "")
-    if len(prompt) > MAX_PROMPT or "\0" in prompt:
-        raise ConfigError(
-            f"the prompt must be at most {MAX_PROMPT} characters, without NUL", field="prompt"
-        )
-    return prompt
+    return config.check_prompt(str(form.get("prompt") or ""))
 
 
 def _done(location: str, payload: dict[str, Any], status: int = 200):
@@ -128,7 +126,10 @@ def extend(name: str):
         check_id(str(parent))
     branch = form.get("branch") or None
     resolve_target(store, name, parent, branch)
-    job = get_jobs().submit(name, parent=parent, branch=branch, prompt=_prompt(form), params=params)
+    prompt = _prompt(form)
+    # what only the plan knows (overlap vs canvas, model, quality): a dry run writes nothing
+    run_step(store, name, parent=parent, branch=branch, prompt=prompt, dry_run=True, **params)
+    job = get_jobs().submit(name, parent=parent, branch=branch, prompt=prompt, params=params)
     return _done(href("session", name) + f"?job={job}", {"job": job, "session": name}, 202)
 
 
@@ -233,7 +234,12 @@ def events(name: str):
     except ValueError:
         after = 0
     once = request.args.get("once") == "1"
-    limit_s = float(request.args.get("for", 25))
+    try:
+        limit_s = float(request.args.get("for", 25))
+    except ValueError:
+        limit_s = math.nan
+    if math.isnan(limit_s):  # nan never passes the deadline: the stream would never end
+        raise UserError("'for' must be a number of seconds")
 
     def stream():
         nonlocal after

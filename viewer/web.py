@@ -10,7 +10,15 @@ from flask import Flask, current_app, g, jsonify, render_template, request, sess
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from exquisite_store.errors import ConfigError, ExqError, NotFound, StepFailure, UserError
+from exquisite_store.errors import (
+    ConfigError,
+    ExqError,
+    IntegrityError,
+    ManifestError,
+    NotFound,
+    StepFailure,
+    UserError,
+)
 from exquisite_store.store import Store
 
 
@@ -93,6 +101,8 @@ def status_of(exc: ExqError) -> int:
         return 400
     if isinstance(exc, StepFailure):
         return 409
+    if isinstance(exc, IntegrityError | ManifestError):
+        return 410  # damaged on disk: the message names the object and says to run fsck
     return 500
 
 
@@ -103,6 +113,8 @@ def init_errors(app: Flask) -> None:
     def on_exq(exc: ExqError):
         status = status_of(exc)
         message = exc.message if status < 500 else "the store could not answer this request"
+        if status == 410:
+            message = f"{exc.message} (the store is damaged here; nothing was changed)"
         if status >= 500:
             app.logger.error("store error on %s: %s", request.path, exc.message)
         return error_response(status, message, kind=exc.kind)

@@ -18,6 +18,21 @@ QUALITIES = ("auto", "low", "medium", "high", "xhigh", "max")
 MAX_N = 10
 MAX_EXTENSION_PX = 4096
 MAX_SEED = 2**63 - 1
+#: the user's prompt text; the final prompt adds about 700 characters of instructions
+MAX_PROMPT = 30_000
+
+
+def check_prompt(prompt: str) -> str:
+    """A prompt of at most MAX_PROMPT characters of valid text, without NUL."""
+    if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT or "\0" in prompt:
+        raise ConfigError(
+            f"the prompt must be at most {MAX_PROMPT} characters, without NUL", field="prompt"
+        )
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a JSON "\ud800" escape, a bad argv)
+        raise ConfigError("the prompt is not valid Unicode text", field="prompt") from None
+    return prompt
 
 
 def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -148,6 +148,13 @@ class ObjectStore:
         k, data = self.get_bytes(oid, verify=verify)
         if k != "json":
             raise NotFound(f"object {oid} is a {k}, not a manifest", id=oid)
+        got = hash_object("json", data)  # cheap for a manifest: never trust an edited one
+        if got != oid:
+            raise IntegrityError(
+                f"object {oid} is damaged (its content hashes to {got[:12]}); run `exq fsck`",
+                expected=oid,
+                got=got,
+            )
         try:
             obj = manifests.decode(data)
         except ManifestError as exc:

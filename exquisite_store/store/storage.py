@@ -173,9 +173,11 @@ class DiskStorage(BaseStorage):
 
     def read_ref(self, name: str) -> str | None:
         try:
-            return (self.refs / name).read_text().strip() or None
+            data = (self.refs / name).read_bytes()
         except FileNotFoundError:
             return None
+        # garbage stays garbage (fsck names it) rather than a UnicodeDecodeError
+        return data.decode("utf-8", "replace").strip() or None
 
     def cas_ref(self, name: str, old: str | None, new: str, log: bytes | None = None) -> None:
         path = self.refs / name
