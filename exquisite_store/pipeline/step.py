@@ -155,19 +155,23 @@ def run_step(
     backend = None
     try:
         with store.writing():
-            backend = backend_impl or make_backend(params.backend, store, session)
-            ctx.commit_objects = not dry_run
-            ctx.prepare(backend)
-            if dry_run:
-                return out
-            result = ctx.generate(backend, cancel, retry_delays)
-            ctx.candidates(result)
-    except StepFailure as exc:
-        if not commit:
-            raise
-        out.failures.append(exc)
-        with store.writing():  # gc must not sweep the request's objects before the attempt
-            exc.details["attempt_id"] = ctx.record_failure(exc)
+            try:
+                backend = backend_impl or make_backend(params.backend, store, session)
+                ctx.commit_objects = not dry_run
+                ctx.prepare(backend)
+                if dry_run:
+                    return out
+                result = ctx.generate(backend, cancel, retry_delays)
+                ctx.candidates(result)
+            except StepFailure as exc:
+                if not commit:
+                    raise
+                out.failures.append(exc)
+                # still under the writer lock: gc must not sweep the request's objects
+                # before the attempt names them
+                exc.details["attempt_id"] = ctx.record_failure(exc)
+    except StepFailure:
+        raise  # commit=False (reproduce): the failure as it is
     except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
         run.event("failed", kind=exc.kind, message=exc.message)
         raise
