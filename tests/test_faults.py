@@ -86,7 +86,7 @@ class KillCampaign:
         self.stale_locks = 0
         self.reflog_recovered = 0
         self.abandoned = 0
-        self.abandoned_in_commit = 0  # maybe committed already (BUG-6)
+        self.abandoned_in_commit = 0  # died in the commit phase before moving its ref
 
     # after every kill
     def check(self, when: str) -> None:
@@ -446,12 +446,6 @@ def test_io_error_at_every_write_of_a_step(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG-3: a write error after the branch ref's rename (its directory fsync, its "
-    "reflog line) raises ArtifactWriteError although the head has moved; the reflog "
-    "then lacks the line for good (patch in the fault report)",
-)
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_io_error_after_the_ref_moved_commits_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
@@ -800,12 +794,6 @@ def test_a_killed_writers_lock_through_the_cli(tmp_path: Path) -> None:
     assert not fh.ref_locks(st.root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG-5: a stale ref lock at commit raises LockHeld out of run_step with no attempt "
-    "record: the generated (maybe paid) output is named by nothing, its cost is not counted "
-    "and gc collects it (patch in the fault report)",
-)
 def test_a_step_blocked_by_a_stale_lock_is_kept_as_an_attempt(tmp_path: Path) -> None:
     from exquisite_store.backends.base import BackendResult
 
@@ -828,12 +816,6 @@ def test_a_step_blocked_by_a_stale_lock_is_kept_as_an_attempt(tmp_path: Path) ->
     assert session_spent(st, S) == 40_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG-6: a viewer killed after a job's ref moved but before its 'succeeded' event "
-    "gets that job recorded as an abandoned attempt on restart, though its step is committed "
-    "on the branch (patch in the fault report)",
-)
 def test_a_job_killed_after_its_commit_is_not_recorded_as_abandoned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

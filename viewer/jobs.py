@@ -106,12 +106,27 @@ def job_states(store: Store, session: str) -> dict[str, dict[str, Any]]:
     return jobs
 
 
+def committed_by(store: Store, session: str, job: str) -> list[str]:
+    """Steps whose branch move names ``job`` in its reflog line."""
+    mark = f"(job {job})"
+    return [
+        e.new
+        for ref in store.storage.list_refs(f"{session}/heads/")
+        for e in store.refs.reflog(ref)
+        if e.message.endswith(mark)
+    ]
+
+
 def mark_abandoned(store: Store) -> int:
     """Record jobs of dead servers that never finished as abandoned attempts."""
     n = 0
     for session in store.refs.sessions():
         for job, st in job_states(store, session).items():
             if st["state"] in TERMINAL or "pid" not in st or pid_alive(st.get("pid")):
+                continue
+            moved = committed_by(store, session, job)
+            if moved:  # it died after its ref moved, before it could say so
+                store.append_event(session, "succeeded", job=job, step_ids=moved, recovered=True)
                 continue
             exc = TransientBackendError("abandoned: the viewer stopped while this step ran")
             attempt = Attempt(

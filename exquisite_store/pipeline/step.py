@@ -28,6 +28,7 @@ from exquisite_store.errors import (
     ExqError,
     ImageRejected,
     ImmutableViolation,
+    LockHeld,
     StepFailure,
     TransientBackendError,
 )
@@ -494,11 +495,15 @@ class _Context:
                 name,
                 old,
                 step_id,
-                f"step: {self.params.direction} +{self.plan.extension_px}px",
+                f"step: {self.params.direction} +{self.plan.extension_px}px (job {self.run.job})",
             )
         except BranchMoved as exc:
             exc.details["step_id"] = step_id
             raise
+        except LockHeld as exc:  # a stale lock: the step is whole; keep it as an attempt
+            raise ArtifactWriteError(
+                exc.message, step_id=step_id, lock=exc.path, pid=exc.pid, age_s=exc.age_s
+            ) from exc
         self.out.step_ids.append(step_id)
         self.out.branches[name] = step_id
 

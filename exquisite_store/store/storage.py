@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+
 from exquisite_store.errors import ArtifactWriteError, BranchMoved, NotFound
 from exquisite_store.store.files import (
     LockFile,
@@ -181,13 +183,42 @@ class DiskStorage(BaseStorage):
 
     def cas_ref(self, name: str, old: str | None, new: str, log: bytes | None = None) -> None:
         path = self.refs / name
+        reflog = f"refs/{name}"
         with LockFile(path, tmp_dir=self.tmp) as lock:
             current = self.read_ref(name)
             if current != old:
                 raise branch_moved(name, old, current)
-            lock.commit(new.encode() + b"\n")
+            if current is not None and log is not None:
+                self._close_reflog_gap(reflog, current, log)
+            try:
+                lock.commit(new.encode() + b"\n")
+            except ArtifactWriteError:
+                if self.read_ref(name) != new:
+                    raise  # the ref did not move: a clean failure
+                # renamed into place, only the directory's fsync failed: the ref has moved
             if log is not None:
-                self.append_log(f"refs/{name}", log)
+                # the rename is the commit point: a reflog line lost to the disk does not
+                # make the update a failure; the next update of this ref writes it
+                with contextlib.suppress(ArtifactWriteError):
+                    self.append_log(reflog, log)
+
+    def _close_reflog_gap(self, reflog: str, current: str, log: bytes) -> None:
+        """Log the move whose line a failed append left out (old = the last logged value).
+
+        Reflog lines are JSON objects with ``old``/``new`` (refs.ReflogEntry); the
+        recovery line reuses the new line's other fields.
+        """
+        last = self.last_log_line(reflog)
+        try:
+            prev = msgspec.json.decode(last) if last else None
+            entry = msgspec.json.decode(log)
+        except msgspec.DecodeError:
+            return
+        if not (isinstance(prev, dict) and "new" in prev and isinstance(entry, dict)):
+            return  # not a reflog of ours
+        if prev["new"] != current:
+            entry.update(old=prev["new"], new=current, message="recovered: its line was lost")
+            self.append_log(reflog, msgspec.json.encode(entry))
 
     def list_refs(self, prefix: str = "") -> list[str]:
         if not self.refs.is_dir():
