@@ -11,22 +11,17 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from exquisite_store import imageio
 from exquisite_store.backends.base import Backend, BackendRequest, BackendResult
 from exquisite_store.errors import (
     ArtifactWriteError,
     BranchMoved,
-    BudgetExceeded,
     DecodeError,
     DimensionMismatch,
     ExqError,
-    ImageRejected,
     ImmutableViolation,
     LockHeld,
     StepFailure,
@@ -34,81 +29,31 @@ from exquisite_store.errors import (
 )
 from exquisite_store.geometry import orient
 from exquisite_store.geometry.plan import StepPlan, build_frame, plan_step, unframe
-from exquisite_store.geometry.scores import drift_scores, seam_score
 from exquisite_store.geometry.seams import apply_seam
 from exquisite_store.ids import hash_object
 from exquisite_store.manifests import (
-    Attempt,
     BackendResponse,
     Recipe,
     Request,
     Response,
     Result,
-    Scores,
     Step,
-    StepParams,
-    Timing,
     hash_input,
 )
 from exquisite_store.pipeline import config
-from exquisite_store.pipeline.cost import session_spent
+from exquisite_store.pipeline.attempts import record_failure
+from exquisite_store.pipeline.cost import check_budget, spending
 from exquisite_store.pipeline.framing import oriented_policy
+from exquisite_store.pipeline.job import Job, Observer, StepOutcome
+from exquisite_store.pipeline.outputs import decode_output, params_from
 from exquisite_store.pipeline.targets import Target, free_name, resolve_target
-from exquisite_store.pipeline.validate import failed_report, validate
+from exquisite_store.pipeline.validate import step_scores, validate
 from exquisite_store.prompt import build_prompt
 from exquisite_store.store import Store, compose, edit_canvas
 from exquisite_store.store.canvas import canvas_rect
 from exquisite_store.store.objects import image_id
 
 RETRY_DELAYS_S = (0.5, 2.0)
-
-
-@dataclass
-class StepOutcome:
-    """What one call produced: committed steps, recorded attempts, moved branches."""
-
-    session: str
-    job: str
-    step_ids: list[str] = field(default_factory=list)
-    attempt_ids: list[str] = field(default_factory=list)
-    branches: dict[str, str] = field(default_factory=dict)
-    failures: list[StepFailure] = field(default_factory=list)
-    canvas_ids: list[str] = field(default_factory=list)
-    request_id: str = ""
-    calls: int = 0
-    preview: dict[str, Any] = field(default_factory=dict)
-
-
-class _Job:
-    """Events and phase timings of one call."""
-
-    def __init__(
-        self, store: Store, session: str, job: str, emit: bool = True, observer=None
-    ) -> None:
-        self.store, self.session, self.job, self.emit = store, session, job, emit
-        self.observer = observer
-        self.started_ms = store.clock_ms()
-        self.phases: dict[str, int] = {}
-        self._last = self.started_ms
-
-    def event(self, type_: str, **data: Any) -> None:
-        if self.emit:
-            self.store.append_event(self.session, type_, job=self.job, **data)
-        if self.observer is not None:
-            self.observer(type_, data)
-
-    def phase(self, name: str) -> None:
-        now = self.store.clock_ms()
-        self.event("progress", phase=name)
-        self._last = now
-
-    def done(self, name: str) -> None:
-        now = self.store.clock_ms()
-        self.phases[name] = self.phases.get(name, 0) + now - self._last
-        self._last = now
-
-    def timing(self) -> Timing:
-        return Timing(started_ms=self.started_ms, phases_ms=dict(self.phases))
 
 
 def run_step(
@@ -124,7 +69,7 @@ def run_step(
     retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
     commit: bool = True,
     dry_run: bool = False,
-    observer: Callable[[str, dict[str, Any]], None] | None = None,
+    observer: Observer | None = None,
     **overrides: Any,
 ) -> StepOutcome:
     """Grow a session by one step; raises the first failure if no candidate committed.
@@ -136,10 +81,11 @@ def run_step(
     from exquisite_store.backends.registry import make_backend
 
     job = job or uuid.uuid4().hex[:12]
-    run = _Job(store, session, job, emit=commit and not dry_run, observer=observer)
+    run = Job(store, session, job, emit=commit and not dry_run, observer=observer)
     try:
         sess = store.session(session)
         params = config.merge(sess.defaults, overrides)
+        config.check_prompt(prompt)
         target = resolve_target(store, session, parent, branch)
     except ExqError as exc:  # a job that cannot start still ends, with the reason
         if store.refs.session_pointer(session) is not None:
@@ -170,7 +116,7 @@ def run_step(
                 out.failures.append(exc)
                 # still under the writer lock: gc must not sweep the request's objects
                 # before the attempt names them
-                exc.details["attempt_id"] = ctx.record_failure(exc)
+                exc.details["attempt_id"] = record_failure(ctx, exc)
     except StepFailure:
         raise  # commit=False (reproduce): the failure as it is
     except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
@@ -195,7 +141,7 @@ class _Context:
     """State of one transaction as its phases fill it in."""
 
     def __init__(
-        self, store, session, params, target: Target, run: _Job, out, prompt, commit: bool = True
+        self, store, session, params, target: Target, run: Job, out, prompt, commit: bool = True
     ) -> None:
         self.store, self.session, self.params, self.target = store, session, params, target
         self.run, self.out, self.user_prompt, self.commit = run, out, prompt, commit
@@ -312,8 +258,7 @@ class _Context:
             quality=p.quality,
         )
         estimate = backend.estimate_cost(self.backend_request)
-        budget = self.store.session(self.session).budget_micro_usd
-        spent = session_spent(self.store, self.session) if budget is not None else 0
+        spent, budget = spending(self.store, self.session)
         self.out.preview = {
             "backend": backend.name,
             "model": self.model,
@@ -332,21 +277,12 @@ class _Context:
             "ignores_prompt": backend.ignores_prompt,
             "request_id": request_id,
         }
-        if not self.commit_objects:
-            self.run.done("request")
-            return
-        self.objects.put_text(self.user_prompt)
-        self.objects.put_text(self.final_prompt)
-        for arr in self._to_store:
-            self.objects.put_image(arr)
-        if estimate and budget is not None and spent + estimate > budget:
-            raise BudgetExceeded(
-                f"estimated ${estimate / 1e6:.4f} would pass the budget: "
-                f"${spent / 1e6:.4f} of ${budget / 1e6:.4f} spent",
-                estimate_micro_usd=estimate,
-                spent_micro_usd=spent,
-                budget_micro_usd=budget,
-            )
+        if self.commit_objects:
+            self.objects.put_text(self.user_prompt)
+            self.objects.put_text(self.final_prompt)
+            for arr in self._to_store:
+                self.objects.put_image(arr)
+            check_budget(estimate, spent, budget)  # after the request is stored, before a call
         self.run.done("request")
 
     # --- generate ---------------------------------------------------------------------
@@ -371,7 +307,7 @@ class _Context:
         self.decoded: list[np.ndarray | StepFailure] = []
         for data in result.images:
             try:
-                raw, refused = _decode_output(data)
+                raw, refused = decode_output(data)
                 self.output_ids.append(self.objects.put_image(raw))  # kept as returned
                 self.decoded.append(refused or np.ascontiguousarray(raw[:, :, :3]))
             except StepFailure as exc:
@@ -421,7 +357,7 @@ class _Context:
                 if not self.commit:
                     raise
                 self.out.failures.append(exc)
-                exc.details["attempt_id"] = self.record_failure(exc, response=response)
+                exc.details["attempt_id"] = record_failure(self, exc, response=response)
 
     def _candidate(self, output: np.ndarray, response: Response) -> None:
         p, plan, store = self.params, self.plan, self.store
@@ -444,7 +380,15 @@ class _Context:
         )
         self.run.done("seam")
         self.run.phase("validate")
-        scores = self._scores(child, model_ctx, seam.gain_milli, seam.offset_milli)
+        scores = step_scores(
+            self.objects,
+            child,
+            plan,
+            self.context_rgb,
+            model_ctx,
+            seam.gain_milli,
+            seam.offset_milli,
+        )
         report = validate(self.objects, self.parent_canvas, child, plan, scores)
         validation_id = self.objects.put_json(report)
         if not report.ok:
@@ -507,124 +451,5 @@ class _Context:
         self.out.step_ids.append(step_id)
         self.out.branches[name] = step_id
 
-    def _scores(self, child, model_ctx, gain, offset) -> Scores:
-        plan, d = self.plan, self.params.direction
-        strip = orient.to_canonical(
-            compose(self.objects, child, plan.context_rect.union(plan.gen_rect)), d
-        )
-        c = plan.context_px
-        drift = drift_scores(self.context_rgb, model_ctx, gain, offset)
-        return Scores(
-            seam_permille=seam_score(strip[:, :, :3], c),
-            parent_seam_permille=seam_score(self.context_rgb, c // 2) if c >= 8 else 0,
-            drift_mean_abs_milli=drift.mean_abs_milli,
-            drift_changed_permille=drift.changed_permille,
-            corrected_drift_mean_abs_milli=drift.corrected_mean_abs_milli,
-            corrected_drift_changed_permille=drift.corrected_changed_permille,
-            gain_milli=gain,
-            offset_milli=offset,
-        )
 
-    # --- failures ----------------------------------------------------------------------------
-
-    def record_failure(self, exc: StepFailure, response: Response | None = None) -> str:
-        """Store an attempt and a ``failed`` event; best effort on a failing disk.
-
-        Parts of the record whose objects were never stored (the write failed first)
-        are left out rather than pointing at nothing. If the attempt itself cannot be
-        written, the caller still gets the original failure; returns "" then.
-        """
-        if response is None and self.response_id:
-            res = self.result
-            response = Response(
-                response_id=self.response_id,
-                cost_micro_usd=res.cost_micro_usd,
-                usage=res.usage,
-                provider_request_id=res.provider_request_id,
-            )
-        details = {k: str(v) for k, v in sorted(exc.details.items())}
-        recipe, request = self.recipe, self.request
-        if not self._stored(recipe, request, response):
-            details["record"] = "the request's objects were not all stored; recipe omitted"
-            recipe = request = response = None
-        try:
-            validation_id = str(exc.details.get("validation_id", ""))
-            if not validation_id:
-                report = failed_report(exc.kind, exc.message, self.plan)
-                validation_id = self.objects.put_json(report)
-            attempt = Attempt(
-                session=self.session,
-                parent=self.target.parent,
-                branch=self.target.branch,
-                created_ms=self.store.clock_ms(),
-                failure_kind=exc.kind,
-                message=exc.message,
-                recipe=recipe,
-                recipe_id=self.recipe_id,
-                request=request,
-                response=response,
-                validation_id=validation_id,
-                timing=self.run.timing(),
-                step_id=str(exc.details.get("step_id", "")),
-                details=details,
-            )
-            aid = self.store.record_attempt(attempt)
-        except ArtifactWriteError as again:
-            exc.details["attempt_not_recorded"] = again.message
-            with contextlib.suppress(ExqError):
-                self.run.event("failed", kind=exc.kind, message=exc.message)
-            return ""
-        self.out.attempt_ids.append(aid)
-        with contextlib.suppress(ArtifactWriteError):
-            self.run.event("failed", attempt_id=aid, kind=exc.kind, message=exc.message)
-        return aid
-
-    def _stored(self, *parts: Any) -> bool:
-        """Whether every object the given record parts name is in the store."""
-        from exquisite_store.store.reach import references
-
-        ids: list[str] = []
-        for part in parts:
-            if part is not None:
-                ids.extend(references(part))
-        return all(self.objects.storage.has_object(i) for i in ids)
-
-
-def _decode_output(data: bytes) -> tuple[np.ndarray, DecodeError | None]:
-    """A backend's image as stored (RGB, RGBA, or L) and, for a grey one, why it is refused.
-
-    Bytes that are no image raise DecodeError; a greyscale image decodes (so it can be
-    kept and looked at) but is refused, since it would lose the canvas's colour.
-    """
-    try:
-        img = imageio.decode(data, what="backend output")
-    except ImageRejected as exc:
-        raise DecodeError(exc.message, bytes=len(data)) from exc
-    if img.mode in ("L", "LA", "I", "I;16", "F", "1"):
-        refused = DecodeError(
-            f"backend returned a {img.mode} (greyscale) image; expected colour", mode=img.mode
-        )
-        return imageio.to_array(img.convert("L")), refused
-    return imageio.to_array(imageio.normalize_mode(img)), None
-
-
-def params_from(step: Step) -> StepParams:
-    """The step parameters a committed step was made with (for reproduce)."""
-    r = step.recipe
-    assert r is not None
-    return StepParams(
-        direction=r.direction,
-        extension_px=r.extension_px,
-        overlap_px=r.overlap_px,
-        context_px=r.context_px,
-        immutable_policy=r.immutable_policy,
-        seam=r.seam,
-        backend=r.backend,
-        model=r.model,
-        quality=r.quality,
-        n=r.n,
-        seed=r.seed,
-    )
-
-
-__all__ = ["StepOutcome", "params_from", "run_step"]
+__all__ = ["StepOutcome", "params_from", "run_step"]  # params_from: for reproduce

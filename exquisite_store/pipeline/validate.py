@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from exquisite_store.geometry import orient
 from exquisite_store.geometry.plan import StepPlan
 from exquisite_store.geometry.rect import Rect
+from exquisite_store.geometry.scores import drift_scores, seam_score
 from exquisite_store.manifests import Canvas, Check, Scores, Validation
 from exquisite_store.store.canvas import canvas_rect, compose
 from exquisite_store.store.objects import ObjectStore
@@ -81,4 +83,30 @@ def failed_report(name: str, detail: str, plan: StepPlan | None) -> Validation:
         checks=(Check(name=name, ok=False, detail=detail),),
         expected_width=plan.new_rect.w if plan else 0,
         expected_height=plan.new_rect.h if plan else 0,
+    )
+
+
+def step_scores(
+    objects: ObjectStore,
+    child: Canvas,
+    plan: StepPlan,
+    context_rgb: np.ndarray,
+    model_context: np.ndarray,
+    gain: tuple[int, ...],
+    offset: tuple[int, ...],
+) -> Scores:
+    """Seam score of the new canvas (and of the parent's own texture) and the model's drift."""
+    d = plan.direction
+    strip = orient.to_canonical(compose(objects, child, plan.context_rect.union(plan.gen_rect)), d)
+    c = plan.context_px
+    drift = drift_scores(context_rgb, model_context, gain, offset)
+    return Scores(
+        seam_permille=seam_score(strip[:, :, :3], c),
+        parent_seam_permille=seam_score(context_rgb, c // 2) if c >= 8 else 0,
+        drift_mean_abs_milli=drift.mean_abs_milli,
+        drift_changed_permille=drift.changed_permille,
+        corrected_drift_mean_abs_milli=drift.corrected_mean_abs_milli,
+        corrected_drift_changed_permille=drift.corrected_changed_permille,
+        gain_milli=gain,
+        offset_milli=offset,
     )
