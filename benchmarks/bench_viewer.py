@@ -304,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
             f"\nTARGET session page of {big.steps} steps < {TARGET_MS:.0f} ms: "
             f"median {results['session page']:.1f} ms -> {'met' if met else 'MISSED'}"
         )
+        print(
+            f"SUMMARY viewer: session page of {big.steps} steps {results['session page']:.1f} ms "
+            f"median (target < {TARGET_MS:.0f}: {'ok' if met else 'MISSED'}); "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in results.items() if k != "session page")
+        )
         if args.profile or not met:
             print(f"\nprofile of 5 warm renders of /s/{big.name}:")
             print(profile(client, f"/s/{big.name}", args.top))
