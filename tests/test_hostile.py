@@ -52,7 +52,7 @@ from viewer import create_app
 from .conftest import FIXTURES
 from .fakes import openai_server
 from .fakes.openai_server import Behaviour
-from .viewer_helpers import BufferedClient, make_session, png_bytes
+from .viewer_helpers import BufferedClient, make_session, png_bytes, wait_job
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 KEY = "sk-test-hostile-0123456789abcdef"
@@ -962,16 +962,6 @@ def run_cli(case: Case, root: Path, tokens: dict[str, str], env: dict[str, str])
     return got
 
 
-def wait_job(client, job: str, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = client.get(f"/-/jobs/{S}.json").get_json().get(job, {})
-        if state.get("state") in ("succeeded", "failed"):
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"job {job} did not finish")
-
-
 def viewer(root: Path):
     app = create_app({"EXQ_STORE": str(root), "TESTING": True})
     app.test_client_class = BufferedClient
@@ -1038,7 +1028,7 @@ def run_http(case: Case, root: Path, tokens: dict[str, str]) -> Outcome:
         got.problems.append("a traceback in the response")
     payload = resp.get_json(silent=True) if resp.is_json else None
     if resp.status_code == 202 and isinstance(payload, dict) and "job" in payload:
-        wait_job(client, payload["job"])  # a refusal that was not: let it finish writing
+        wait_job(client, S, payload["job"])  # a refusal that was not: let it finish writing
     if not 400 <= resp.status_code < 500 or (case.status and resp.status_code != case.status):
         got.problems.append(
             f"status {resp.status_code}, not {case.status or '4xx'}: {body[:300]!r}"
@@ -1073,7 +1063,7 @@ def run_backend(case: Case, root: Path, tokens: dict[str, str], fake, monkeypatc
         if resp.status_code != 202:
             got.problems.append(f"extend answered {resp.status_code}: {resp.get_data()[:300]!r}")
             return got
-        state = wait_job(client, resp.get_json()["job"])
+        state = wait_job(client, S, resp.get_json()["job"])
         result = state.get("result", {})
         said = f"{result.get('kind')}: {result.get('message')}"
         if state["state"] != "failed" or case.expect.lower() not in said.lower():

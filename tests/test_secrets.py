@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import secrets
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from viewer import create_app
 
 from .fakes import openai_server
 from .fakes.openai_server import Behaviour, FakeOpenAI
-from .viewer_helpers import BufferedClient
+from .viewer_helpers import BufferedClient, wait_job
 
 SECRET = secrets.token_hex(16)
 KEY = "sk-test-SECRET-" + SECRET
@@ -47,16 +46,6 @@ def files_under(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def wait_job(client, job: str, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = client.get(f"/-/jobs/{S}.json").get_json().get(job, {})
-        if state.get("state") in ("succeeded", "failed"):
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"job {job} did not finish")
 
 
 @pytest.fixture
@@ -118,7 +107,7 @@ def test_the_key_is_nowhere(tmp_path: Path, fake: FakeOpenAI, caplog) -> None:
             fake.script(script)
         resp = client.post(f"/s/{S}/extend", json=body, headers={"X-CSRF-Token": token})
         assert resp.status_code == 202, resp.get_data()
-        assert wait_job(client, resp.get_json()["job"])["state"] == outcome
+        assert wait_job(client, S, resp.get_json()["job"])["state"] == outcome
 
     # --- the key really went over the wire, on every request ------------------------------------
     calls = fake.calls
