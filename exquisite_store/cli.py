@@ -175,12 +175,22 @@ def branches(ctx: click.Context, session: str) -> None:
 @cli.command()
 @click.argument("session")
 @click.argument("name")
-@click.option("--from", "from_", required=True, help="Step id (prefix) or branch to start at.")
+@click.option("--from", "from_", default=None, help="Step id (prefix) or branch to start at.")
+@click.option("--delete", "-d", is_flag=True, help="Remove the branch (its steps stay kept).")
 @click.pass_context
-def branch(ctx: click.Context, session: str, name: str, from_: str) -> None:
-    """Create branch NAME in SESSION at a step."""
+def branch(ctx: click.Context, session: str, name: str, from_: str | None, delete: bool) -> None:
+    """Create branch NAME in SESSION at a step, or remove it with --delete."""
     store = open_store(ctx)
     store.session(session)
+    if delete:
+        if from_ is not None:
+            raise UserError("--delete takes no --from")
+        sid = store.refs.head(session, name)
+        store.refs.delete(session, name, sid, f"branch: deleted at {short(sid)}")
+        click.echo(f"deleted branch {name} (was {short(sid)}; its steps stay in the reflog)")
+        return
+    if from_ is None:
+        raise UserError("say where the branch starts: --from STEP")
     sid = store.resolve_step(from_, session)
     if store.step(sid).session != session:
         raise UserError(f"step {short(sid)} belongs to another session")

@@ -214,3 +214,21 @@ def test_copied_store_still_opens(runner, st, tmp_path) -> None:
     moved = tmp_path / "moved"
     shutil.copytree(st, moved)
     assert "0 damaged" in run(runner, moved, "fsck").output
+
+
+def test_branch_delete_keeps_the_steps(runner, st) -> None:
+    from exquisite_store.store.gc import gc
+
+    run(runner, st, "new", "s", str(FIXTURES / "flat.png"))
+    store = Store.open(st)
+    root = store.refs.head("s", "main")
+    run(runner, st, "branch", "s", "side", "--from", root)
+    out = run(runner, st, "branch", "s", "side", "--delete").output
+    assert "deleted branch side" in out
+    assert set(Store.open(st).refs.branches("s")) == {"main"}
+    assert "HEAD's branch" in run(runner, st, "branch", "s", "main", "--delete", code=1).output
+    assert "no branch" in run(runner, st, "branch", "s", "side", "--delete", code=1).output
+    assert "--from" in run(runner, st, "branch", "s", "x", code=1).output
+    rep = gc(Store.open(st), grace_s=0)
+    assert rep.removed == [] and Store.open(st).objects.has(root)
+    assert "0 damaged" in run(runner, st, "fsck").output

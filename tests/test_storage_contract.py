@@ -113,3 +113,17 @@ def test_event_numbers_survive_a_torn_line(tmp_path: Path) -> None:
         f.write(b'{"seq": 4, "ty')
     assert store.append_event("x", "after") == 4
     assert [e.seq for e in store.events("x")] == [1, 2, 3, 4]
+
+
+class TestDeleteRef:
+    def test_delete_is_compare_and_swap_and_logged(self, storage: BaseStorage) -> None:
+        storage.cas_ref("s/heads/b", None, OID, b'{"m":1}')
+        with pytest.raises(BranchMoved):
+            storage.delete_ref("s/heads/b", OID2)
+        assert storage.read_ref("s/heads/b") == OID
+        storage.delete_ref("s/heads/b", OID, b'{"m":"gone"}')
+        assert storage.read_ref("s/heads/b") is None
+        assert storage.list_refs("s/") == []
+        assert storage.read_log("refs/s/heads/b") == [b'{"m":1}', b'{"m":"gone"}']
+        with pytest.raises(BranchMoved):
+            storage.delete_ref("s/heads/b", OID)

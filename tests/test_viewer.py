@@ -360,3 +360,24 @@ def test_restart_marks_unfinished_jobs_abandoned(world) -> None:
     assert state["state"] == "failed" and "abandoned" in state["result"]["message"]
     kinds = [a.message for a in Store.open(store.root).attempts("garden")]
     assert any("abandoned" in m for m in kinds)
+
+
+def test_drop_a_candidate_branch(client, world) -> None:
+    token = csrf_of(client)
+    store = Store.open(world["store"].root)
+    dropped = store.refs.head("garden", "side~2")
+    html = client.get(f"/step/{dropped}").get_data(as_text=True)
+    assert "Drop branch side~2" in html
+    resp = client.post("/s/garden/branch/delete", data={"branch": "side~2", "csrf_token": token})
+    assert resp.status_code == 303
+    assert "side~2" not in store.refs.branches("garden")
+    assert store.step(dropped)  # the step itself is kept
+    again = client.post(
+        "/s/garden/branch/delete", json={"branch": "side~2"}, headers={"X-CSRF-Token": token}
+    )
+    assert again.status_code == 404
+    head = client.post(
+        "/s/garden/branch/delete", json={"branch": "main"}, headers={"X-CSRF-Token": token}
+    )
+    assert head.status_code == 400 and "HEAD" in head.get_json()["error"]
+    assert client.post("/s/garden/branch/delete", data={"branch": "side"}).status_code == 400

@@ -170,6 +170,17 @@ def new_branch(name: str):
     return _done(href("step", step_id), {"branch": branch, "step": step_id}, 201)
 
 
+@bp.post("/s/<name:name>/branch/delete")
+def delete_branch(name: str):
+    """Drop a branch (e.g. a candidate you did not pick); its steps stay in the reflog."""
+    store = get_store()
+    form = _form()
+    branch = check_name(str(form.get("branch", "")), "branch")
+    sid = store.refs.head(name, branch)
+    store.refs.delete(name, branch, sid, "branch: dropped in the viewer")
+    return _done(href("session", name), {"deleted": branch, "was": sid})
+
+
 @bp.post("/s/<name:name>/head")
 def set_head(name: str):
     """Move a branch to a step (its old value stays in the reflog) and make it HEAD's."""

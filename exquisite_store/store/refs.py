@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from exquisite_store.errors import InvalidName, NotFound
+from exquisite_store.errors import InvalidName, NotFound, UserError
 from exquisite_store.ids import check_id
 from exquisite_store.store.storage import BaseStorage
 
@@ -77,6 +77,17 @@ class Refs:
     def update(self, session: str, branch: str, old: str | None, new: str, message: str) -> None:
         """Compare-and-swap a branch from ``old`` (None: must not exist) to ``new``."""
         self._cas(self.branch_ref(session, branch), old, check_id(new), message)
+
+    def delete(self, session: str, branch: str, old: str, message: str) -> None:
+        """Remove a branch that points at ``old``; HEAD's branch cannot be removed.
+
+        Its steps stay reachable through the reflog (a gc root): nothing is lost.
+        """
+        if branch == self.current_branch(session):
+            raise UserError(f"{branch!r} is HEAD's branch; point HEAD elsewhere first")
+        name = self.branch_ref(session, branch)
+        entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        self.storage.delete_ref(name, check_id(old), msgspec.json.encode(entry))
 
     def current_branch(self, session: str) -> str:
         """The branch HEAD names (``main`` if HEAD is missing)."""

@@ -74,6 +74,10 @@ class BaseStorage:
         """Set ``name`` to ``new`` if it is ``old`` now, appending ``log`` to its reflog."""
         raise NotImplementedError
 
+    def delete_ref(self, name: str, old: str, log: bytes | None = None) -> None:
+        """Remove ``name`` if it is ``old`` now (its reflog stays, with ``log`` appended)."""
+        raise NotImplementedError
+
     def list_refs(self, prefix: str = "") -> list[str]:
         """Names of refs starting with ``prefix``, sorted."""
         raise NotImplementedError
@@ -220,6 +224,21 @@ class DiskStorage(BaseStorage):
             entry.update(old=prev["new"], new=current, message="recovered: its line was lost")
             self.append_log(reflog, msgspec.json.encode(entry))
 
+    def delete_ref(self, name: str, old: str, log: bytes | None = None) -> None:
+        path = self.refs / name
+        with LockFile(path, tmp_dir=self.tmp):
+            current = self.read_ref(name)
+            if current != old:
+                raise branch_moved(name, old, current)
+            try:
+                path.unlink()
+                fsync_dir(path.parent)
+            except OSError as exc:
+                raise ArtifactWriteError(f"cannot remove {name}: {exc}", ref=name) from exc
+            if log is not None:
+                with contextlib.suppress(ArtifactWriteError):
+                    self.append_log(f"refs/{name}", log)
+
     def list_refs(self, prefix: str = "") -> list[str]:
         if not self.refs.is_dir():
             return []
@@ -352,6 +371,15 @@ class MemoryStorage(BaseStorage):
             if current != old:
                 raise branch_moved(name, old, current)
             self._refs[name] = new
+            if log is not None:
+                self.append_log(f"refs/{name}", log)
+
+    def delete_ref(self, name: str, old: str, log: bytes | None = None) -> None:
+        with self._mutex:
+            current = self._refs.get(name)
+            if current != old:
+                raise branch_moved(name, old, current)
+            del self._refs[name]
             if log is not None:
                 self.append_log(f"refs/{name}", log)
 
