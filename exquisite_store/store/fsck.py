@@ -71,7 +71,7 @@ def fsck(store: Store) -> FsckReport:
     rep.dangling = sorted(all_ids - live)
     root = store.root
     if root is not None:
-        for lock in sorted((root / "refs").rglob("*.lock")):
+        for lock in store.storage.list_locks():
             pid, age = read_lock_holder(lock)
             rep.locks.append(f"{lock.relative_to(root)}: pid {pid}, age {age}s")
     return rep

@@ -32,7 +32,7 @@ def unlock(store: Store, *, dry_run: bool = False) -> list[LockReport]:
     if root is None:
         return []
     out = []
-    for lock in sorted((root / "refs").rglob("*.lock")):
+    for lock in store.storage.list_locks():
         ref = lock.relative_to(root / "refs").as_posix()[: -len(".lock")]
         pid, age = read_lock_holder(lock)
         if pid_alive(pid):

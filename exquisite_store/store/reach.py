@@ -77,11 +77,3 @@ def reachable(store: Store, roots: Iterable[str]) -> tuple[set[str], list[tuple[
             continue
         stack.extend((oid, ref) for ref in references(obj) if ref not in seen)
     return seen, missing
-
-
-def safe_reachable(store: Store) -> tuple[set[str], list[tuple[str, str]]]:
-    """Reachability from every root; errors become empty results for the caller to report."""
-    try:
-        return reachable(store, list(root_ids(store)))
-    except ExqError:
-        return set(), []

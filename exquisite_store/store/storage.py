@@ -317,10 +317,6 @@ class DiskStorage(BaseStorage):
         """An exclusive advisory lock for read-modify-append of one log."""
         return flocked(self.logs / (name + ".lock"), True)
 
-    def sync(self) -> None:
-        """Flush the store root's directory entry."""
-        fsync_dir(self.root)
-
 
 class MemoryStorage(BaseStorage):
     """Everything in dicts; for tests and as the model of the interface's contract."""
