@@ -15,7 +15,7 @@ import numpy as np
 from exquisite_store import imageio
 from exquisite_store.errors import AlreadyExists, BranchMoved, NotFound, StoreError
 from exquisite_store.ids import ObjectId
-from exquisite_store.manifests import Attempt, Canvas, Session, Step, StepParams
+from exquisite_store.manifests import Attempt, Canvas, Result, Session, Step, StepParams
 from exquisite_store.store.canvas import compose_full, put_canvas
 from exquisite_store.store.files import atomic_write, ensure_dir
 from exquisite_store.store.objects import ObjectStore
@@ -135,8 +135,6 @@ class Store:
         with self.writing():
             canvas = put_canvas(self.objects, image, 0, 0, self.tile_size)
             canvas_id = self.objects.put_json(canvas)
-            from exquisite_store.manifests import Result
-
             root = Step(
                 session=name,
                 created_ms=now,
