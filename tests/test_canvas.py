@@ -11,7 +11,7 @@ from exquisite_store.errors import CompositeError
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.store import Store, compose, compose_full, edit_canvas, put_canvas
 
-from .conftest import FIXTURE_NAMES, fixture_array, rng_image
+from .helpers import FIXTURE_NAMES, fixture_array, rng_image
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)

@@ -17,7 +17,7 @@ from exquisite_store import imageio
 from exquisite_store.cli import cli
 from exquisite_store.store import Store
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 
 @pytest.fixture

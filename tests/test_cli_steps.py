@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from exquisite_store.cli import cli
 from exquisite_store.store import Store
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 
 @pytest.fixture

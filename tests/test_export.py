@@ -18,8 +18,8 @@ from exquisite_store.store import Store
 from viewer.export import export_session
 from viewer.model import session_attempts, session_steps
 
-from .conftest import TickClock, rng_image
 from .fakes.backends import PatternBackend
+from .helpers import TickClock, rng_image
 from .viewer_helpers import make_session
 
 

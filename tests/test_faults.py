@@ -33,8 +33,8 @@ from exquisite_store.store.locks import unlock
 
 from . import fault_helpers as fh
 from . import writer_proc as wp
-from .conftest import TickClock, rng_image
 from .fakes.backends import PatternBackend, PermanentErrorBackend
+from .helpers import TickClock, rng_image
 
 FIG: dict[str, Any] = {}
 PX, OVERLAP = 16, 4

@@ -49,9 +49,9 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 from viewer import create_app
 
-from .conftest import FIXTURES
 from .fakes import openai_server
 from .fakes.openai_server import Behaviour
+from .helpers import FIXTURES
 from .viewer_helpers import BufferedClient, make_session, png_bytes, wait_job
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

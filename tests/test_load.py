@@ -24,8 +24,8 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 
 from . import fault_helpers as fh
-from .conftest import rng_image
 from .fakes.backends import PatternBackend, WrongSizeBackend
+from .helpers import rng_image
 
 FIG: dict[str, Any] = {}
 

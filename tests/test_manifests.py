@@ -13,7 +13,7 @@ from exquisite_store import manifests as m
 from exquisite_store.errors import ManifestError
 from exquisite_store.store import Store
 
-from .conftest import FIXTURE_NAMES, TickClock, fixture_array
+from .helpers import FIXTURE_NAMES, TickClock, fixture_array
 
 
 def _fixture_manifests() -> dict[str, bytes]:

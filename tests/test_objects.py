@@ -17,7 +17,7 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 from exquisite_store.store.objects import image_id
 
-from .conftest import FIXTURE_NAMES, FIXTURES, rng_image
+from .helpers import FIXTURE_NAMES, FIXTURES, rng_image
 
 
 def _png(arr: np.ndarray, level: int) -> bytes:

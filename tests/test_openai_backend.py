@@ -42,8 +42,8 @@ from exquisite_store.pipeline.reproduce import reproduce
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
-from .conftest import rng_image
 from .fakes.openai_server import Behaviour, FakeOpenAI
+from .helpers import rng_image
 
 SECRET = secrets.token_hex(16)
 KEY = "sk-test-SECRET-" + SECRET

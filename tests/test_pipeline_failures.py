@@ -21,7 +21,6 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 from exquisite_store.store.gc import gc
 
-from .conftest import TickClock, rng_image
 from .fakes.backends import (
     ContextRepaintBackend,
     EmptyBackend,
@@ -36,6 +35,7 @@ from .fakes.backends import (
     WrongSizeBackend,
     pattern,
 )
+from .helpers import TickClock, rng_image
 
 H, W, L, OV = 48, 70, 24, 6
 NO_WAIT = (0.0, 0.0)

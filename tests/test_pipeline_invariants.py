@@ -20,8 +20,8 @@ from exquisite_store.manifests import Validation
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
-from .conftest import TickClock, rng_image
 from .fakes.backends import PatternBackend, paint_area, pattern
+from .helpers import TickClock, rng_image
 
 SHIFT = (24, -16, 8)
 

@@ -13,7 +13,7 @@ from exquisite_store.pipeline.reproduce import reproduce
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
-from .conftest import TickClock, fixture_array
+from .helpers import TickClock, fixture_array
 
 PLAN = [  # (parent: None = main's head, or an index into earlier steps), direction, L, seam
     (None, "right", 48, "match"),

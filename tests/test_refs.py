@@ -11,7 +11,7 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 from exquisite_store.store.refs import check_name
 
-from .conftest import rng_image
+from .helpers import rng_image
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ def test_an_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
 def test_event_numbers_survive_a_torn_line(tmp_path: Path) -> None:
     from exquisite_store.store import Store
 
-    from .conftest import rng_image
+    from .helpers import rng_image
 
     store = Store.init(tmp_path / "s")
     store.create_session("x", rng_image(8, 8))

@@ -15,7 +15,7 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 
 from . import writer_proc as wp
-from .conftest import rng_image
+from .helpers import rng_image
 
 SESSION, BRANCH = "race", "main"
 REF = f"{SESSION}/heads/{BRANCH}"

@@ -21,7 +21,7 @@ from exquisite_store.store.fsck import fsck
 from exquisite_store.store.locks import unlock
 
 from . import writer_proc as wp
-from .conftest import rng_image
+from .helpers import rng_image
 
 WRITER = Path(wp.__file__)
 

@@ -15,8 +15,8 @@ from exquisite_store.errors import StepFailure
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
-from .conftest import rng_image
 from .fakes.backends import PatternBackend, WrongSizeBackend
+from .helpers import rng_image
 
 
 def make_session(root: Path, name: str = "garden", steps: int = 2) -> dict:
