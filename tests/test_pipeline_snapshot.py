@@ -13,7 +13,7 @@ from exquisite_store.pipeline.reproduce import reproduce
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
-from .helpers import TickClock, fixture_array
+from .helpers import FixedClock, fixture_array
 
 PLAN = [  # (parent: None = main's head, or an index into earlier steps), direction, L, seam
     (None, "right", 48, "match"),
@@ -26,7 +26,8 @@ PLAN = [  # (parent: None = main's head, or an index into earlier steps), direct
 
 
 def build(tmp_path) -> tuple[Store, list[str]]:
-    store = Store.init(tmp_path / "store", tile_size=64, clock=TickClock())
+    # a constant clock: the ids do not change when the pipeline reads the clock once more
+    store = Store.init(tmp_path / "store", tile_size=64, clock=FixedClock())
     store.create_session("six", fixture_array("odd.png")[:96, :128], source_name="odd.png")
     backend = PatchMatchBackend(in_process=True)
     ids: list[str] = []
