@@ -15,8 +15,12 @@ KINDS = ("image", "text", "json")
 EXTENSIONS = {"image": "png", "text": "txt", "json": "json"}
 ID_LEN = 64
 MIN_PREFIX = 8
-_FULL = re.compile(r"^[0-9a-f]{64}$")
-_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
+#: a full id; also the viewer's URL rule and the form's pattern
+ID_PATTERN = "[0-9a-f]{64}"
+#: a full id or a unique prefix of at least MIN_PREFIX characters
+PREFIX_PATTERN = "[0-9a-f]{8,64}"
+_FULL = re.compile(f"^{ID_PATTERN}$")
+_PREFIX = re.compile(f"^{PREFIX_PATTERN}$")
 
 
 def hash_object(kind: str, canonical: bytes) -> ObjectId:
@@ -33,9 +37,14 @@ def image_canonical_header(mode: str, width: int, height: int) -> bytes:
     return f"{mode} {width} {height}\n".encode("ascii")
 
 
+def is_id(value: object) -> bool:
+    """Whether ``value`` is a full object id."""
+    return isinstance(value, str) and _FULL.match(value) is not None
+
+
 def check_id(value: str) -> ObjectId:
     """Return ``value`` as an ObjectId, or raise InvalidId if it is not 64 hex chars."""
-    if not isinstance(value, str) or not _FULL.match(value):
+    if not is_id(value):
         raise InvalidId(f"not an object id (64 lowercase hex chars): {value!r:.80}", value=value)
     return ObjectId(value)
 

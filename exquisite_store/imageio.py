@@ -12,6 +12,8 @@ from exquisite_store.errors import ImageRejected
 
 #: Largest image accepted from a user or a model, in pixels (a decompression-bomb guard).
 MAX_PIXELS = 64 * 1024 * 1024
+#: Largest image file read from a user (no compressed image of MAX_PIXELS needs more).
+MAX_FILE_BYTES = 256 * 1024 * 1024
 CANVAS_MODES = ("RGB", "RGBA")
 STORED_MODES = ("RGB", "RGBA", "L", "LA")
 
@@ -120,9 +122,14 @@ def read_image_file(path: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file given by a user into a canvas-mode array."""
     try:
         with open(path, "rb") as f:
-            data = f.read(256 * 1024 * 1024 + 1)
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ImageRejected(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_FILE_BYTES:  # refused whole: a cut-off file would "not decode"
+        raise ImageRejected(
+            f"{path} is too large: over the limit of {MAX_FILE_BYTES // (1024 * 1024)} MB",
+            limit_bytes=MAX_FILE_BYTES,
+        )
     return load_file_bytes(data, max_pixels=max_pixels, what=str(path))
 
 

@@ -7,11 +7,25 @@ canonical. New fields get defaults so older manifests still decode.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 from exquisite_store.errors import ManifestError
+from exquisite_store.params import (
+    MAX_CONTEXT_PX,
+    MAX_EXTENSION_PX,
+    MAX_MODEL_ID,
+    MAX_N,
+    MAX_SEED,
+    BackendName,
+    Direction,
+    ImmutablePolicy,
+    InputFidelity,
+    Quality,
+    SeamStrategy,
+)
 
 SCHEMA_VERSION = 1
 
@@ -50,19 +64,25 @@ class Canvas(Manifest, tag="canvas", kw_only=True):
 
 
 class StepParams(Base, kw_only=True):
-    """Step parameters and their defaults, the one place they are defined."""
+    """What a step accepts, with its defaults: the one definition (``params`` has the limits).
 
-    direction: str = "right"
-    extension_px: int = 256
-    overlap_px: int = 32
-    context_px: int | None = None
-    immutable_policy: str = "outside-seam"
-    seam: str = "match"
-    backend: str = "patchmatch"
-    model: str = ""
-    quality: str = "auto"
-    n: int = 1
-    seed: int | None = None
+    Forms, CLI options, the JSON API and ``exq defaults`` are all parsed into it
+    (``pipeline.params.merge``). ``input_fidelity`` is UNSET unless given, and an
+    UNSET field is not encoded, so sessions that never set it keep their ids.
+    """
+
+    direction: Direction = "right"
+    extension_px: Annotated[int, Meta(ge=1, le=MAX_EXTENSION_PX)] = 256
+    overlap_px: Annotated[int, Meta(ge=0, le=MAX_EXTENSION_PX)] = 32
+    context_px: Annotated[int, Meta(ge=1, le=MAX_CONTEXT_PX)] | None = None
+    immutable_policy: ImmutablePolicy = "outside-seam"
+    seam: SeamStrategy = "match"
+    backend: BackendName = "patchmatch"
+    model: Annotated[str, Meta(max_length=MAX_MODEL_ID)] = ""
+    quality: Quality = "auto"
+    n: Annotated[int, Meta(ge=1, le=MAX_N)] = 1
+    seed: Annotated[int, Meta(ge=0, le=MAX_SEED)] | None = None
+    input_fidelity: InputFidelity | UnsetType = UNSET
 
 
 class Usage(Base, kw_only=True):

@@ -9,7 +9,7 @@ import numpy as np
 
 from exquisite_store import imageio
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "exquisite_store" / "fixtures"
 FIXTURE_NAMES = ("photo.png", "flat.png", "odd.png", "alpha.png")
 
 

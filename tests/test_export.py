@@ -15,8 +15,8 @@ from exquisite_store import imageio
 from exquisite_store.cli import cli
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
+from viewer.contexts import session_attempts, session_steps
 from viewer.export import export_session
-from viewer.model import session_attempts, session_steps
 
 from .fakes.backends import PatternBackend
 from .helpers import TickClock, rng_image

@@ -819,7 +819,7 @@ def test_a_step_blocked_by_a_stale_lock_is_kept_as_an_attempt(tmp_path: Path) ->
 def test_a_job_killed_after_its_commit_is_not_recorded_as_abandoned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from viewer.jobs import job_states, mark_abandoned
+    from exquisite_store.core import job_states, mark_abandoned
 
     st = Store.init(tmp_path / "store", tile_size=64)
     st.create_session("web", rng_image(48, 64))

@@ -25,7 +25,6 @@ from exquisite_store.backends.base import BackendRequest
 from exquisite_store.backends.models import MODELS, RETIRED, default_model, get_model
 from exquisite_store.backends.openai_backend import OpenAIBackend
 from exquisite_store.cli import cli
-from exquisite_store.cli_cost import fmt
 from exquisite_store.errors import (
     BudgetExceeded,
     ConfigError,
@@ -37,6 +36,7 @@ from exquisite_store.errors import (
     TransientBackendError,
 )
 from exquisite_store.manifests import Attempt, BackendResponse
+from exquisite_store.money import format_usd as fmt
 from exquisite_store.pipeline.cost import session_spent
 from exquisite_store.pipeline.reproduce import reproduce
 from exquisite_store.pipeline.step import run_step

@@ -6,9 +6,13 @@ import io
 
 import pytest
 
+from exquisite_store.errors import StepFailure
+from exquisite_store.manifests import Attempt
+from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 from viewer import create_app
 
+from .fakes.backends import WrongSizeBackend
 from .viewer_helpers import BufferedClient, csrf_of, make_session, png_bytes, wait_job
 
 
@@ -168,7 +172,7 @@ def test_branch_and_set_head(client, world) -> None:
     )
     assert resp.status_code == 200
     assert store.refs.head("garden", "main") == sid
-    assert store.refs.reflog("garden/heads/main")[-1].message == "set head in the viewer"
+    assert store.refs.reflog("garden/heads/main")[-1].message == f"set head to {sid[:12]}"
 
 
 @pytest.mark.parametrize(
@@ -181,7 +185,7 @@ def test_branch_and_set_head(client, world) -> None:
         ({"seam": "glue"}, "seam"),
         ({"backend": "magic"}, "backend"),
         ({"n": "99"}, "n"),
-        ({"parent": "../../x"}, "not an object id"),
+        ({"parent": "../../x"}, "not an id or id prefix"),
         ({"branch": "../x"}, "branch"),
         ({"prompt": "x" * 40_000}, "prompt"),
     ],
@@ -253,16 +257,50 @@ def test_a_failing_backend_shows_the_attempt_and_moves_no_head(client, world) ->
     assert aid in client.get("/s/garden").get_data(as_text=True)
 
 
-def test_retry_an_attempt(client, world) -> None:
+def test_retry_of_an_unknown_backend_is_refused_with_the_field(client, world) -> None:
     token = csrf_of(client)
+    before = world["store"].refs.branches("garden")
     resp = client.post(
         f"/attempt/{world['attempt']}/retry",
         headers={"X-CSRF-Token": token, "X-Requested-With": "fetch"},
     )
-    assert resp.status_code == 202
+    # the attempt's recipe names the fake backend, which this installation does not know
+    assert resp.status_code == 400
+    assert resp.get_json()["error"].startswith("backend must be one of patchmatch, replay, openai")
+    assert world["store"].refs.branches("garden") == before
+
+
+class PatchmatchNamedWrongSize(WrongSizeBackend):
+    """Records its attempts as patchmatch's, so that a retry runs the real fill."""
+
+    name = "patchmatch"
+
+
+def test_retry_that_succeeds_grows_the_attempts_branch(client, world) -> None:
+    store = world["store"]
+    head = store.refs.head("garden", "main")
+    with pytest.raises(StepFailure) as info:  # a patchmatch step whose output was refused
+        run_step(
+            store,
+            "garden",
+            backend_impl=PatchmatchNamedWrongSize(),
+            extension_px=8,
+            overlap_px=2,
+            seed=5,
+        )
+    aid = info.value.details["attempt_id"]
+    token = csrf_of(client)
+    resp = client.post(
+        f"/attempt/{aid}/retry", headers={"X-CSRF-Token": token, "X-Requested-With": "fetch"}
+    )
+    assert resp.status_code == 202, resp.get_json()
     state = wait_job(client, "garden", resp.get_json()["job"])
-    # the attempt's recipe names the fake backend, which the viewer does not know
-    assert state["state"] == "failed" and "backend" in state["result"]["message"]
+    assert state["state"] == "succeeded", state
+    new = state["result"]["branches"]["main"]
+    step = store.step(new)
+    assert step.parent == head
+    recipe = store.objects.get_manifest(aid, Attempt).recipe
+    assert (step.recipe.backend, step.recipe.extension_px) == ("patchmatch", recipe.extension_px)
 
 
 def test_new_session_from_upload_and_fixture(client) -> None:
@@ -288,7 +326,7 @@ def test_new_session_from_upload_and_fixture(client) -> None:
     [
         ({"image": (io.BytesIO(b"not an image at all"), "x.png")}, 400, "not an image"),
         ({"image": (io.BytesIO(png_bytes(8, 8)[:-30]), "t.png")}, 400, "cannot be decoded"),
-        ({"fixture": "../../etc/passwd"}, 404, "fixture"),
+        ({"fixture": "../../etc/passwd"}, 400, "no fixture"),
         ({"fixture": "nope.png"}, 400, "no fixture"),
         ({}, 400, "start image"),
     ],

@@ -28,7 +28,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
     from viewer import actions, assets, jobs, pages, web
+    from viewer.contexts import PageOptions, StepsMemo
 
+    app.extensions["exq_page_options"] = PageOptions(
+        branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()), memo=StepsMemo()
+    )
     app.url_map.converters["oid"] = web.IdConverter
     app.url_map.converters["name"] = web.NameConverter
     web.init_errors(app)

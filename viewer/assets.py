@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Blueprint, Response, request, send_file
 
 from exquisite_store.manifests import Canvas
-from viewer import render
+from viewer import derived_images
 from viewer.web import get_store
 
 bp = Blueprint("assets", __name__)
@@ -45,14 +45,14 @@ def _canvas_of(step_id: str) -> tuple[str, Canvas]:
 def canvas_png(step_id: str):
     """A step's whole canvas as one PNG."""
     cid, _ = _canvas_of(step_id)
-    return _send(render.canvas_png(get_store(), cid), cid, "image/png")
+    return _send(derived_images.canvas_png(get_store(), cid), cid, "image/png")
 
 
 @bp.get("/-/thumb/<oid:step_id>.png")
 def thumb_png(step_id: str):
     """A step's thumbnail."""
     cid, _ = _canvas_of(step_id)
-    return _send(render.thumb_png(get_store(), cid), "t" + cid, "image/png")
+    return _send(derived_images.thumb_png(get_store(), cid), "t" + cid, "image/png")
 
 
 @bp.get("/-/diff/<oid:a>/<oid:b>.png")
@@ -60,5 +60,5 @@ def diff_png(a: str, b: str):
     """The difference of two steps' canvases over their common rectangle."""
     ca_id, ca = _canvas_of(a)
     cb_id, cb = _canvas_of(b)
-    path = render.diff_png(get_store(), ca, cb, ca_id, cb_id)
+    path = derived_images.diff_png(get_store(), ca, cb, ca_id, cb_id)
     return _send(path, f"d{ca_id[:32]}{cb_id[:32]}", "image/png")

@@ -20,8 +20,9 @@ from exquisite_store import imageio
 from exquisite_store.errors import ExqError, UserError
 from exquisite_store.manifests import to_builtins
 from exquisite_store.store import Store
-from viewer import create_app, render
-from viewer.layout import seed_layout
+from viewer import create_app, derived_images
+from viewer.contexts import session_steps
+from viewer.export_folders import seed_layout
 from viewer.web import live_url
 
 PAGES = ("index", "session", "gallery", "step", "attempt", "compare")
@@ -75,6 +76,12 @@ class _Writer:
         dest = self.out / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         return dest
+
+
+def count_pages(store: Store, session: str) -> int:
+    """About how many pages an export of the whole session renders (for a progress bar)."""
+    store.session(session)
+    return len(session_steps(store, session)) + len(store.attempts(session)) + 2
 
 
 def export_session(
@@ -159,12 +166,12 @@ def _file(store: Store, w: _Writer, path: str, kind: str, value: str, params: di
             return
         w.put(path, canvas_png_with_recipe(store, value))
     elif kind == "thumb":
-        w.link(path, render.thumb_png(store, store.step(value).result.canvas_id))
+        w.link(path, derived_images.thumb_png(store, store.step(value).result.canvas_id))
     elif kind == "diff":
         a, b = store.step(value), store.step(params["b"])
         w.link(
             path,
-            render.diff_png(
+            derived_images.diff_png(
                 store, store.canvas(a), store.canvas(b), a.result.canvas_id, b.result.canvas_id
             ),
         )

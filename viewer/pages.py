@@ -6,8 +6,8 @@ from flask import Blueprint, jsonify, render_template, request
 
 from exquisite_store.errors import NotFound
 from exquisite_store.ids import check_id
-from viewer import model
-from viewer.web import get_store
+from viewer import contexts
+from viewer.web import get_store, page_options
 
 bp = Blueprint("pages", __name__)
 MAX_COMPARE = 8
@@ -20,25 +20,25 @@ def _page(template: str, ctx: dict, json: bool):
 @bp.get("/")
 def index(json: bool = False):
     """Sessions with thumbnails, branch and step counts, spend."""
-    return _page("sessions.html", model.sessions_context(get_store()), json)
+    return _page("sessions.html", contexts.sessions_context(get_store(), page_options()), json)
 
 
 @bp.get("/s/<name:name>")
 def session_page(name: str, json: bool = False):
     """The step tree of a session."""
-    return _page("session.html", model.session_context(get_store(), name), json)
+    return _page("session.html", contexts.session_context(get_store(), name, page_options()), json)
 
 
 @bp.get("/step/<oid:step_id>")
 def step_page(step_id: str, json: bool = False):
     """One step: canvas, prompt, recipe, scores, cost, report, parent and children."""
-    return _page("step.html", model.step_context(get_store(), step_id), json)
+    return _page("step.html", contexts.step_context(get_store(), step_id, page_options()), json)
 
 
 @bp.get("/attempt/<oid:attempt_id>")
 def attempt_page(attempt_id: str, json: bool = False):
     """A failed attempt and its reason."""
-    return _page("attempt.html", model.attempt_context(get_store(), attempt_id), json)
+    return _page("attempt.html", contexts.attempt_context(get_store(), attempt_id), json)
 
 
 def parse_ids(text: str) -> list[str]:
@@ -58,13 +58,13 @@ def parse_ids(text: str) -> list[str]:
 def compare_page(json: bool = False):
     """Two or more steps side by side, slider, flip-book, diff."""
     ids = parse_ids(request.args.get("ids", ""))
-    return _page("compare.html", model.compare_context(get_store(), ids), json)
+    return _page("compare.html", contexts.compare_context(get_store(), ids), json)
 
 
 @bp.get("/s/<name:name>/gallery")
 def gallery_page(name: str, json: bool = False):
     """Each branch head's final canvas, big."""
-    return _page("gallery.html", model.gallery_context(get_store(), name), json)
+    return _page("gallery.html", contexts.gallery_context(get_store(), name, page_options()), json)
 
 
 # Each page's JSON twin: same view, same context, its own endpoint (so url_for of the

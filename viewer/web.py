@@ -19,19 +19,24 @@ from exquisite_store.errors import (
     StepFailure,
     UserError,
 )
+from exquisite_store.ids import ID_PATTERN, PREFIX_PATTERN
+from exquisite_store.money import format_usd
+from exquisite_store.params import MAX_PROMPT
 from exquisite_store.store import Store
+from exquisite_store.store.refs import NAME_PATTERN
+from viewer.contexts import PageOptions
 
 
 class IdConverter(BaseConverter):
     """A full object id; anything else never reaches a view (404)."""
 
-    regex = r"[0-9a-f]{64}"
+    regex = ID_PATTERN
 
 
 class NameConverter(BaseConverter):
     """A session or branch name, as ``check_name`` allows."""
 
-    regex = r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}"
+    regex = NAME_PATTERN
 
 
 def get_store() -> Store:
@@ -41,6 +46,11 @@ def get_store() -> Store:
         store = Store.open(current_app.config["EXQ_STORE"])
         current_app.extensions["exq_store"] = store
     return store
+
+
+def page_options() -> PageOptions:
+    """How this app builds pages (an export's branch scope, the steps memo)."""
+    return current_app.extensions["exq_page_options"]
 
 
 # --- CSRF ---------------------------------------------------------------------------------
@@ -205,6 +215,9 @@ def init_templates(app: Flask) -> None:
             "static_href": static_href,
             "csrf_token": csrf_token,
             "export": bool(app.config.get("EXPORT")),
-            "usd": lambda micro: "–" if micro is None else f"${micro / 1e6:,.4f}",
+            "usd": lambda micro: format_usd(micro, none="–"),
             "abbrev": lambda oid: (oid or "")[:12],
+            "prefix_pattern": PREFIX_PATTERN,
+            "name_pattern": NAME_PATTERN,
+            "max_prompt": MAX_PROMPT,
         }

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from exquisite_store.errors import ConfigError
-
-DIRECTIONS: tuple[str, ...] = ("right", "left", "up", "down")
+from exquisite_store.params import DIRECTIONS
 
 # Counter-clockwise quarter turns (np.rot90's ``k``) that bring each side to the right:
 # "up" turns clockwise (top -> right), "down" counter-clockwise (bottom -> right).

@@ -16,6 +16,7 @@ from exquisite_store.errors import ConfigError, DecodeError, DimensionMismatch
 from exquisite_store.geometry.frames import FramePlan, FramePolicy, fit_frame
 from exquisite_store.geometry.orient import check_direction
 from exquisite_store.geometry.rect import Rect
+from exquisite_store.params import IMMUTABLE_POLICIES, MAX_EXTENSION_PX
 
 __all__ = [
     "IMMUTABLE_POLICIES",
@@ -28,8 +29,6 @@ __all__ = [
     "unframe",
 ]
 
-IMMUTABLE_POLICIES: tuple[str, ...] = ("outside-seam", "all-old")
-MAX_EXTENSION_PX = 16384
 # The context a step shows by default: enough to read the texture, at least the seam
 # zone twice over (so ``match`` has pixels beyond the blend to fit on), at most the canvas.
 DEFAULT_MIN_CONTEXT_PX = 64

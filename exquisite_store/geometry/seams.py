@@ -29,9 +29,8 @@ from typing import TypeVar
 import numpy as np
 
 from exquisite_store.errors import ConfigError, DimensionMismatch
-from exquisite_store.geometry.plan import IMMUTABLE_POLICIES
+from exquisite_store.params import IMMUTABLE_POLICIES, SEAMS
 
-SEAMS: tuple[str, ...] = ("hard", "feather", "match")
 GAIN_MIN_MILLI, GAIN_MAX_MILLI = 500, 2000
 OFFSET_LIMIT_MILLI = 255_000
 

@@ -1,4 +1,4 @@
-"""Spending of a session: committed steps and billed attempts."""
+"""Spending of a session (committed steps and billed attempts) and the budget rule."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from exquisite_store.errors import BudgetExceeded
 from exquisite_store.manifests import Attempt, Step
+from exquisite_store.money import format_usd
 from exquisite_store.store import Store
 
 
@@ -20,6 +21,16 @@ def reachable_steps(store: Store, heads: list[str]) -> dict[str, Step]:
     return steps
 
 
+def billed_attempts(store: Store, session: str) -> list[tuple[str, Attempt]]:
+    """Attempts of a session that carry a cost (a call was made and billed)."""
+    out = []
+    for line in store.attempts(session):
+        att = store.objects.get_manifest(line.id, Attempt)
+        if att.response is not None and att.response.cost_micro_usd:
+            out.append((line.id, att))
+    return out
+
+
 def session_spent(store: Store, session: str, steps: Mapping[str, Step] | None = None) -> int:
     """Micro-dollars spent by every step reachable from the session's branches and attempts.
 
@@ -27,12 +38,10 @@ def session_spent(store: Store, session: str, steps: Mapping[str, Step] | None =
     """
     if steps is None:
         steps = reachable_steps(store, list(store.refs.branches(session).values()))
-    seen = steps.keys()
     total = sum(s.response.cost_micro_usd for s in steps.values() if s.response is not None)
-    for line in store.attempts(session):
-        att = store.objects.get_manifest(line.id, Attempt)
-        if att.response is not None and att.step_id not in seen:
-            total += att.response.cost_micro_usd
+    for _aid, att in billed_attempts(store, session):
+        if att.step_id not in steps:  # a whole step that lost its branch race: counted once
+            total += att.response.cost_micro_usd  # type: ignore[union-attr]
     return total
 
 
@@ -42,12 +51,17 @@ def spending(store: Store, session: str) -> tuple[int, int | None]:
     return (session_spent(store, session) if budget is not None else 0), budget
 
 
+def would_exceed(estimate: int, spent: int, budget: int | None) -> bool:
+    """The budget rule: a step whose estimate would take the spend past the budget is refused."""
+    return bool(estimate) and budget is not None and spent + estimate > budget
+
+
 def check_budget(estimate: int, spent: int, budget: int | None) -> None:
     """BudgetExceeded if ``estimate`` more would pass the budget; nothing has been called."""
-    if estimate and budget is not None and spent + estimate > budget:
+    if would_exceed(estimate, spent, budget):
         raise BudgetExceeded(
-            f"estimated ${estimate / 1e6:.4f} would pass the budget: "
-            f"${spent / 1e6:.4f} of ${budget / 1e6:.4f} spent",
+            f"estimated {format_usd(estimate)} would pass the budget: "
+            f"{format_usd(spent)} of {format_usd(budget)} spent",
             estimate_micro_usd=estimate,
             spent_micro_usd=spent,
             budget_micro_usd=budget,

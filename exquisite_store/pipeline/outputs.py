@@ -1,4 +1,4 @@
-"""What a backend returned, as pixels; and the parameters a committed step used."""
+"""What a backend returned, as pixels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 
 from exquisite_store import imageio
 from exquisite_store.errors import DecodeError, ImageRejected
-from exquisite_store.manifests import Step, StepParams
 
 
 def decode_output(data: bytes) -> tuple[np.ndarray, DecodeError | None]:
@@ -25,22 +24,3 @@ def decode_output(data: bytes) -> tuple[np.ndarray, DecodeError | None]:
         )
         return imageio.to_array(img.convert("L")), refused
     return imageio.to_array(imageio.normalize_mode(img)), None
-
-
-def params_from(step: Step) -> StepParams:
-    """The step parameters a committed step was made with (for reproduce)."""
-    r = step.recipe
-    assert r is not None
-    return StepParams(
-        direction=r.direction,
-        extension_px=r.extension_px,
-        overlap_px=r.overlap_px,
-        context_px=r.context_px,
-        immutable_policy=r.immutable_policy,
-        seam=r.seam,
-        backend=r.backend,
-        model=r.model,
-        quality=r.quality,
-        n=r.n,
-        seed=r.seed,
-    )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgspec
-
 from exquisite_store.backends.base import Backend
 from exquisite_store.backends.replay import ReplayBackend
 from exquisite_store.errors import UserError
-from exquisite_store.pipeline.step import params_from, run_step
+from exquisite_store.pipeline.params import recipe_params
+from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
 
@@ -43,7 +42,7 @@ def reproduce(
 
         # the frame must be the one the recording was made with, or the request id differs
         backend = ReplayBackend(store.objects, lookup)
-    params = msgspec.structs.asdict(params_from(step))
+    params = recipe_params(r)
     if backend is not None:
         params["backend"] = None  # a given backend names itself
     out = run_step(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from exquisite_store import manifests
 from exquisite_store.errors import ExqError
+from exquisite_store.ids import is_id
 from exquisite_store.store.files import read_lock_holder
 from exquisite_store.store.reach import reachable, root_ids
 from exquisite_store.store.store import Store
@@ -53,7 +53,7 @@ def fsck(store: Store) -> FsckReport:
                     rep.bad_refs.append(f"{name}: names branch {value!r}, which does not exist")
             continue
         # a step committed while we rehashed is newer than our listing, not missing
-        newer = bool(re.fullmatch(r"[0-9a-f]{64}", value)) and store.storage.has_object(value)
+        newer = is_id(value) and store.storage.has_object(value)
         if value not in all_ids and not newer:
             rep.bad_refs.append(f"{name}: points at {value[:80]!r}, which is not a stored object")
             continue

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from exquisite_store import manifests
 from exquisite_store.errors import ExqError
+from exquisite_store.ids import is_id
 from exquisite_store.store.store import Store
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: Fields holding hashes that are names, not stored objects.
 NOT_OBJECT_FIELDS = frozenset({"recipe_id", "request_id", "provider_request_id"})
 
@@ -23,7 +22,7 @@ def references(obj: manifests.Manifest) -> list[str]:
         if key in NOT_OBJECT_FIELDS:
             return
         if isinstance(value, str):
-            if _HEX64.match(value):
+            if is_id(value):
                 out.append(value)
         elif isinstance(value, dict):
             for k, v in value.items():
@@ -41,17 +40,17 @@ def root_ids(store: Store) -> Iterator[str]:
     storage = store.storage
     for name in storage.list_refs():
         value = storage.read_ref(name)
-        if value and _HEX64.match(value):
+        if is_id(value):
             yield value
     for log in storage.list_logs("refs/"):
         for entry in store.refs.reflog(log[len("refs/") :]):
             for v in (entry.old, entry.new):
-                if v and _HEX64.match(v):
+                if is_id(v):
                     yield v
     for log in storage.list_logs("sessions/"):
         if log.endswith("/attempts"):
             for line in store._read_log(log):
-                if _HEX64.match(line.id):
+                if is_id(line.id):
                     yield line.id
 
 

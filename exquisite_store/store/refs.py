@@ -11,7 +11,10 @@ from exquisite_store.ids import check_id
 from exquisite_store.store.storage import BaseStorage
 
 NAME_MAX = 64
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
+#: a session or branch name; also the viewer's URL rule and its forms' ``pattern``
+#: (the ``-`` is escaped: browsers compile ``pattern`` with the ``v`` flag)
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._~\-]{0,63}"
+_NAME = re.compile(f"^{NAME_PATTERN}$")
 
 
 def check_name(value: str, what: str = "name") -> str:

@@ -50,11 +50,11 @@
           const r = await fetch(`${base}s/${session}/estimate.json?${q}`, { headers: { "X-Requested-With": "fetch" } });
           const j = await r.json();
           if (!r.ok) { est.textContent = `cannot run: ${j.error}`; return; }
-          const usd = (m) => m == null ? "none" : `$${(m / 1e6).toFixed(4)}`;
-          let text = `frame ${j.frame}, mask paints ${(j.mask_paint_permille / 10).toFixed(1)}%, estimate ${usd(j.estimate_micro_usd)}`;
+          // every number and the budget rule come from the server (core.estimate)
+          let text = `frame ${j.frame}, mask paints ${(j.mask_paint_permille / 10).toFixed(1)}%, estimate ${j.estimate_usd}`;
           if (j.budget_micro_usd != null) {
-            text += ` (spent ${usd(j.spent_micro_usd)} of ${usd(j.budget_micro_usd)})`;
-            if (j.estimate_micro_usd && j.spent_micro_usd + j.estimate_micro_usd > j.budget_micro_usd) text += " — over budget";
+            text += ` (spent ${j.spent_usd} of ${j.budget_usd})`;
+            if (j.over_budget) text += " — over budget";
           }
           if (j.ignores_prompt) text += "; this backend ignores the prompt";
           est.textContent = text;

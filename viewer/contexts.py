@@ -1,61 +1,92 @@
-"""What the pages show, read from the store (one context function per page)."""
+"""What the pages show, read from the store: one context function per page.
+
+Each takes the store and the page options as arguments (never Flask's app), so the
+viewer, the static export and tests build the same contexts.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
+from exquisite_store.core.sessions import MAX_TITLE
 from exquisite_store.errors import NotFound
+from exquisite_store.fixtures import fixture_names
 from exquisite_store.geometry.frames import ANY
 from exquisite_store.geometry.plan import plan_step
 from exquisite_store.ids import short
 from exquisite_store.manifests import Attempt, Step, Validation, to_builtins
 from exquisite_store.pipeline.cost import reachable_steps, session_spent
+from exquisite_store.pipeline.params import SPECS
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import canvas_rect
 from viewer.tree import Node, build_tree, layout, walk
 
 STEPS_MEMO = 32  # (session, branch heads) pairs whose reachable steps are remembered
-_MEMO_LOCK = threading.Lock()
 
 
-def branches_in_scope(store: Store, session: str) -> dict[str, str]:
-    """The session's branches, or only those an export was asked for."""
-    from flask import current_app, has_app_context
+class StepsMemo:
+    """Reachable steps remembered per (session, branch heads).
 
-    branches = store.refs.branches(session)
-    only = current_app.config.get("EXPORT_BRANCHES") if has_app_context() else None
-    return {b: s for b, s in branches.items() if b in only} if only else branches
-
-
-def session_steps(store: Store, session: str, scoped: bool = True) -> dict[str, Step]:
-    """Every step reachable from the session's branches (in scope unless ``scoped`` is False).
-
-    Memoised per app by the branch heads: manifests never change and refs are the only
-    mutable state, so the same heads always reach the same steps. Do not mutate the result.
+    Manifests never change and refs are the only mutable state, so the same heads
+    always reach the same steps. Thread-safe; a result must not be mutated.
     """
-    from flask import current_app, has_app_context
 
-    branches = branches_in_scope(store, session) if scoped else store.refs.branches(session)
-    key = (session, tuple(sorted(branches.items())))
-    if not has_app_context():
+    def __init__(self, size: int = STEPS_MEMO) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, dict[str, Step]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, session: str, branches: dict[str, str]) -> dict[str, Step]:
+        """The steps reachable from ``branches``, computed once per set of heads."""
+        key = (session, tuple(sorted(branches.items())))
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is None:
+            hit = reachable_steps(store, list(branches.values()))
+            with self._lock:
+                self._items[key] = hit
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return hit
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How pages are built: which branches are in scope (an export may pick some)."""
+
+    branches: frozenset[str] = frozenset()
+    memo: StepsMemo | None = field(default=None, compare=False)
+
+
+DEFAULT = PageOptions()
+
+
+def branches_in_scope(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, str]:
+    """The session's branches, or only those an export was asked for."""
+    branches = store.refs.branches(session)
+    if not opts.branches:
+        return branches
+    return {b: s for b, s in branches.items() if b in opts.branches}
+
+
+def session_steps(
+    store: Store, session: str, opts: PageOptions = DEFAULT, scoped: bool = True
+) -> dict[str, Step]:
+    """Every step reachable from the session's branches (in scope unless ``scoped`` is False)."""
+    branches = branches_in_scope(store, session, opts) if scoped else store.refs.branches(session)
+    if opts.memo is None:
         return reachable_steps(store, list(branches.values()))
-    memo = current_app.extensions.setdefault("exq_steps", {})
-    hit = memo.get(key)
-    if hit is None:
-        hit = reachable_steps(store, list(branches.values()))
-        with _MEMO_LOCK:  # the server is threaded
-            while len(memo) >= STEPS_MEMO:
-                memo.pop(next(iter(memo)))
-            memo[key] = hit
-    return hit
+    return opts.memo.get(store, session, branches)
 
 
 def session_attempts(
-    store: Store, session: str, steps: dict[str, Step] | None = None
+    store: Store, session: str, opts: PageOptions = DEFAULT, steps: dict[str, Step] | None = None
 ) -> dict[str, Attempt]:
     """Every attempt of the session whose parent step is in scope, by id."""
-    steps = session_steps(store, session) if steps is None else steps
+    steps = session_steps(store, session, opts) if steps is None else steps
     out = {}
     for line in store.attempts(session):
         att = store.objects.get_manifest(line.id, Attempt)
@@ -64,12 +95,12 @@ def session_attempts(
     return out
 
 
-def spent(store: Store, session: str) -> int:
+def spent(store: Store, session: str, opts: PageOptions = DEFAULT) -> int:
     """What the whole session spent (every branch, even outside an export's scope)."""
-    return session_spent(store, session, session_steps(store, session, scoped=False))
+    return session_spent(store, session, session_steps(store, session, opts, scoped=False))
 
 
-def sessions_context(store: Store) -> dict[str, Any]:
+def sessions_context(store: Store, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """The sessions list."""
     rows = []
     for name in store.refs.sessions():
@@ -82,22 +113,22 @@ def sessions_context(store: Store) -> dict[str, Any]:
                 "title": sess.title,
                 "created_ms": sess.created_ms,
                 "branches": len(branches),
-                "steps": len(session_steps(store, name)),
-                "attempts": len(store.attempts(name)),
-                "spent_micro_usd": spent(store, name),
+                "steps": len(steps := session_steps(store, name, opts)),
+                "attempts": len(session_attempts(store, name, opts, steps)),
+                "spent_micro_usd": spent(store, name, opts),
                 "budget_micro_usd": sess.budget_micro_usd,
                 "head": head,
             }
         )
-    return {"sessions": rows}
+    return {"sessions": rows, "fixtures": fixture_names(), "max_title": MAX_TITLE}
 
 
-def session_context(store: Store, session: str) -> dict[str, Any]:
+def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """The session page: its tree laid out, branches, attempts, spend."""
     sess = store.session(session)
-    steps = session_steps(store, session)
-    attempts = session_attempts(store, session, steps)
-    branches = branches_in_scope(store, session)
+    steps = session_steps(store, session, opts)
+    attempts = session_attempts(store, session, opts, steps)
+    branches = branches_in_scope(store, session, opts)
     heads: dict[str, list[str]] = {}
     for name, sid in sorted(branches.items()):
         heads.setdefault(sid, []).append(name)
@@ -140,7 +171,7 @@ def session_context(store: Store, session: str) -> dict[str, Any]:
         "title": sess.title,
         "defaults": to_builtins(sess.defaults),
         "budget_micro_usd": sess.budget_micro_usd,
-        "spent_micro_usd": spent(store, session),
+        "spent_micro_usd": spent(store, session, opts),
         "current_branch": store.refs.current_branch(session),
         "last_event": store.last_event_seq(session),
         "branches": dict(sorted(branches.items())),
@@ -162,7 +193,24 @@ def session_context(store: Store, session: str) -> dict[str, Any]:
             {"id": aid, "parent": a.parent, "kind": a.failure_kind, "message": a.message}
             for aid, a in attempts.items()
         ],
+        "step_fields": step_fields(),
     }
+
+
+def step_fields() -> list[dict[str, Any]]:
+    """What the Extend form offers for each step parameter: choices and limits (StepParams)."""
+    return [
+        {
+            "name": spec.name,
+            "kind": spec.kind,
+            "choices": list(spec.choices),
+            "min": spec.minimum,
+            "max": spec.maximum,
+            "max_length": spec.max_length,
+            "optional": spec.optional,
+        }
+        for spec in SPECS.values()
+    ]
 
 
 def _bands(store: Store, step: Step) -> dict[str, Any]:
@@ -187,12 +235,12 @@ def _bands(store: Store, step: Step) -> dict[str, Any]:
     }
 
 
-def step_context(store: Store, step_id: str) -> dict[str, Any]:
+def step_context(store: Store, step_id: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """The step page: canvas tiles, prompt, recipe, scores, cost, report, family."""
     step = store.step(step_id)
     canvas = store.canvas(step)
     t = canvas.tile_size
-    steps = session_steps(store, step.session)
+    steps = session_steps(store, step.session, opts)
     children = [
         {"id": sid, "what": f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""}
         for sid, st in steps.items()
@@ -200,7 +248,7 @@ def step_context(store: Store, step_id: str) -> dict[str, Any]:
     ]
     failed = [
         {"id": aid, "kind": a.failure_kind, "message": a.message}
-        for aid, a in session_attempts(store, step.session, steps).items()
+        for aid, a in session_attempts(store, step.session, opts, steps).items()
         if a.parent == step_id
     ]
     ctx: dict[str, Any] = {
@@ -212,7 +260,7 @@ def step_context(store: Store, step_id: str) -> dict[str, Any]:
         "children": children,
         "failed_children": failed,
         "heads": sorted(
-            b for b, s in branches_in_scope(store, step.session).items() if s == step_id
+            b for b, s in branches_in_scope(store, step.session, opts).items() if s == step_id
         ),
         "canvas": {
             "id": step.result.canvas_id,
@@ -294,11 +342,11 @@ def compare_context(store: Store, ids: list[str]) -> dict[str, Any]:
     return {"items": items, "ids": ids}
 
 
-def gallery_context(store: Store, session: str) -> dict[str, Any]:
+def gallery_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """Each branch head, big."""
     sess = store.session(session)
     heads = []
-    for name, sid in sorted(branches_in_scope(store, session).items()):
+    for name, sid in sorted(branches_in_scope(store, session, opts).items()):
         step = store.step(sid)
         heads.append(
             {

@@ -1,0 +1,61 @@
+"""The ``exq`` command line (click); the only package that exits the process.
+
+This module builds the group and adds the commands; each command module imports
+only ``cli.helpers`` (and the core), never another command module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from exquisite_store.cli import serve_commands, session_commands, step_commands, store_commands
+from exquisite_store.cli.helpers import DEFAULT_STORE
+from exquisite_store.errors import ExqError, StoreError, UserError
+
+
+class ExqGroup(click.Group):
+    """A group that turns the project's errors into one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; ExqError -> ``error: message`` on stderr, exit 1."""
+        try:
+            return super().invoke(ctx)
+        except ExqError as exc:
+            # one line, always "error: ...": a step failure also names its kind
+            kind = "" if isinstance(exc, UserError | StoreError) else f"{exc.kind}: "
+            click.echo(f"error: {kind}{exc.message}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=ExqGroup)
+@click.option(
+    "--store",
+    envvar="EXQ_STORE",
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="Store directory (or set EXQ_STORE).",
+)
+@click.pass_context
+def cli(ctx: click.Context, store: str) -> None:
+    """exquisite-store: grow an image step by step and keep every step."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+for _module in (store_commands, session_commands, step_commands, serve_commands):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(cli.main(prog_name="exq", standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()

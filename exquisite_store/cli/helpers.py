@@ -1,0 +1,178 @@
+"""What every command module shares: opening the store, step options, printing steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from exquisite_store import imageio
+from exquisite_store.ids import short
+from exquisite_store.manifests import Step
+from exquisite_store.money import format_usd
+from exquisite_store.pipeline.job import StepOutcome
+from exquisite_store.pipeline.params import SPECS
+from exquisite_store.store import Store
+
+DEFAULT_STORE = "exquisite-store"
+
+
+def store_path(ctx: click.Context) -> Path:
+    """The store directory named by ``--store`` / ``EXQ_STORE``."""
+    return Path(ctx.obj["store"]).absolute()
+
+
+def open_store(ctx: click.Context, *, create: bool = False) -> Store:
+    """Open the store; create it if asked (and say so)."""
+    path = store_path(ctx)
+    if create and not (path / "store.toml").exists():
+        store = Store.init(path)
+        click.echo(f"created store at {path}")
+        return store
+    return Store.open(path)
+
+
+def when(ms: int) -> str:
+    """A time in milliseconds since the epoch, for people."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- step options -------------------------------------------------------------------
+
+#: (option, short option, StepParams field): the CLI's names for the step parameters
+STEP_OPTIONS = (
+    ("--direction", "-d", "direction"),
+    ("--px", None, "extension_px"),
+    ("--overlap", None, "overlap_px"),
+    ("--context", None, "context_px"),
+    ("--seam", None, "seam"),
+    ("--immutable", None, "immutable_policy"),
+    ("--backend", None, "backend"),
+    ("--model", None, "model"),
+    ("--quality", None, "quality"),
+    ("--seed", None, "seed"),
+    ("-n", None, "n"),
+    ("--input-fidelity", None, "input_fidelity"),
+)
+
+
+def _metavar(field: str) -> str:
+    spec = SPECS[field]
+    if spec.kind == "choice":
+        return "|".join(spec.choices)
+    if spec.kind == "int":
+        return f"{spec.minimum}..{spec.maximum}"
+    return "TEXT"
+
+
+def step_options(f: Callable) -> Callable:
+    """The step parameters as plain options: each is parsed by ``StepParams`` in the core.
+
+    Options left out take the session's defaults. No click types here, so a bad value
+    gets the same message on the CLI as in the viewer and the JSON API.
+    """
+    opts = [
+        click.option("--from", "from_", default=None, help="Grow from this step (id prefix)."),
+        click.option("--branch", "-b", default=None, help="Branch to grow (or to create)."),
+    ]
+    for long, short_opt, field in STEP_OPTIONS:
+        names = [long, short_opt] if short_opt else [long]
+        opts.append(click.option(*names, field, default=None, metavar=_metavar(field), help=field))
+    opts.append(click.option("--prompt", "-p", default="", help="What should appear."))
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def step_params(options: dict[str, Any]) -> dict[str, Any]:
+    """The step parameters among a command's keyword arguments (those given)."""
+    fields = {field for _, _, field in STEP_OPTIONS}
+    return {k: v for k, v in options.items() if k in fields and v is not None}
+
+
+# --- printing -------------------------------------------------------------------------
+
+
+class PhaseLine:
+    """Prints each phase as it starts, with the time the previous one took."""
+
+    def __init__(self) -> None:
+        self.t0 = self.last = time.monotonic()
+        self.open = False
+
+    def __call__(self, type_: str, data: dict[str, Any]) -> None:
+        """Handle one pipeline event."""
+        now = time.monotonic()
+        if type_ == "progress":
+            sep = f" ({(now - self.last) * 1000:.0f} ms) · " if self.open else "  "
+            click.echo(f"{sep}{data['phase']}", nl=False)
+            self.open = True
+            self.last = now
+        elif type_ in ("succeeded", "failed") and self.open:
+            click.echo(f" ({(now - self.last) * 1000:.0f} ms), {now - self.t0:.1f} s in all")
+            self.open = False
+
+
+def report_outcome(store: Store, out: StepOutcome) -> None:
+    """One line per committed candidate, one per failed one."""
+    for name, sid in out.branches.items():
+        step = store.step(sid)
+        sc = step.result.scores
+        click.echo(
+            f"committed {short(sid)} on {name}: canvas {step.result.width}x{step.result.height}, "
+            f"seam {sc.seam_permille / 1000:.2f} (texture {sc.parent_seam_permille / 1000:.2f})"
+        )
+    for exc in out.failures:
+        aid = exc.details.get("attempt_id") or ""
+        click.echo(
+            f"attempt {short(aid) if aid else '(not recorded)'} failed: {exc.kind}: {exc.message}"
+        )
+
+
+def branch_labels(store: Store, session: str) -> dict[str, list[str]]:
+    """Branch labels per step id, like git's ``(main, HEAD)``."""
+    current = store.refs.current_branch(session)
+    labels: dict[str, list[str]] = {}
+    for branch, sid in sorted(store.refs.branches(session).items()):
+        labels.setdefault(sid, []).append(f"{branch}, HEAD" if branch == current else branch)
+    return labels
+
+
+def describe_step(store: Store, step: Step) -> str:
+    """A few lines about a step, for ``exq log``."""
+    r = step.result
+    if step.recipe is None:
+        what = f"root: imported {step.source_name or 'start image'}"
+    else:
+        rc = step.recipe
+        what = (
+            f"{rc.direction} +{rc.extension_px}px  overlap {rc.overlap_px}  seam {rc.seam}  "
+            f"{rc.backend}{'/' + rc.model if rc.model else ''}  seed {rc.seed}"
+        )
+    lines = [f"    {what}", f"    canvas {r.width}x{r.height}  {short(r.canvas_id)}"]
+    if step.recipe is not None:
+        prompt = store.objects.get_text(step.recipe.prompt_id)
+        if prompt:
+            lines.append(f"    prompt {prompt[:100]!r}")
+        if r.scores.seam_permille:
+            lines.append(
+                f"    seam score {r.scores.seam_permille / 1000:.2f} "
+                f"(parent's own texture {r.scores.parent_seam_permille / 1000:.2f})"
+            )
+    if step.response is not None and step.response.cost_micro_usd:
+        lines.append(f"    cost {format_usd(step.response.cost_micro_usd)}")
+    return "\n".join(lines)
+
+
+def write_branch_canvases(store: Store, session: str, out_dir: Path) -> None:
+    """Write each branch head's canvas as a PNG into ``out_dir`` and list them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, sid in sorted(store.refs.branches(session).items()):
+        step = store.step(sid)
+        dest = out_dir / f"{name}.png"
+        imageio.write_png(str(dest), store.canvas_pixels(step))
+        click.echo(f"{name:<10} {short(sid)}  {step.result.width}x{step.result.height}  {dest}")

@@ -1,0 +1,87 @@
+"""Commands that show a store to others: serve (the viewer) and export (a static site)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from exquisite_store.cli.helpers import open_store
+from exquisite_store.errors import UserError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="Steps run at once.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+    """Serve the viewer for the store (loopback only unless told otherwise)."""
+    from viewer import create_app
+
+    store = open_store(ctx, create=True)
+    if host not in LOOPBACK:
+        click.echo(
+            f"WARNING: binding to {host} exposes the store to the network: anyone who can "
+            "reach this address can read every image and start paid steps.",
+            err=True,
+        )
+    app = create_app({"EXQ_STORE": str(store.root), "JOB_WORKERS": workers})
+    click.echo(f"serving {store.root} at http://{host}:{port}/")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@click.command()
+@click.argument("session")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--branch", "-b", "branches", multiple=True, help="Export only this branch (repeat).")
+@click.option(
+    "--layout",
+    type=click.Choice(["site", "steps"]),
+    default="site",
+    show_default=True,
+    help="steps: also write the per-step folder layout of each branch.",
+)
+@click.option("--prune", is_flag=True, help="Remove files of earlier exports no longer linked.")
+@click.pass_context
+def export(
+    ctx: click.Context,
+    session: str,
+    directory: str,
+    branches: tuple[str, ...],
+    layout: str,
+    prune: bool,
+) -> None:
+    """Write SESSION as a static site into DIRECTORY (works from file://)."""
+    from viewer.export import count_pages, export_session
+
+    store = open_store(ctx)
+    total = count_pages(store, session)
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the export to {directory}: {exc.strerror or exc}") from None
+    with click.progressbar(
+        length=total, label="rendering pages", file=sys.stderr, show_pos=True
+    ) as bar:
+        rep = export_session(
+            store.root,
+            session,
+            Path(directory),
+            branches=list(branches) or None,
+            layout_steps=layout == "steps",
+            prune=prune,
+            progress=lambda _path: bar.update(1),
+        )
+    click.echo(
+        f"exported {session} to {Path(directory).absolute()}: {rep.pages} pages, "
+        f"{rep.files} files; {rep.written} written, {rep.unchanged} unchanged"
+        + (f", {rep.removed} removed" if prune else "")
+    )
+    click.echo(f"open file://{(Path(directory).absolute() / 'index.html')}")
+
+
+COMMANDS = (serve, export)

@@ -1,0 +1,59 @@
+"""The core: every write and summary a person can ask for, under both front ends.
+
+The CLI (``exquisite_store.cli``) and the viewer (``viewer``) parse their input, call
+one function here, and render what it returns; rules (the writer lock, name checks,
+the budget rule, parameter limits) are applied here and below, once.
+"""
+
+from exquisite_store.core.branches import (
+    HeadMove,
+    create_branch,
+    drop_branch,
+    rename_branch,
+    set_head,
+    step_of_session,
+)
+from exquisite_store.core.jobs import Jobs, job_states, mark_abandoned
+from exquisite_store.core.sessions import (
+    NewSession,
+    StartImage,
+    create_session,
+    image_from_bytes,
+    image_from_file,
+    image_from_fixture,
+    new_session,
+    parse_budget,
+    set_budget,
+    set_defaults,
+)
+from exquisite_store.core.spending import Spending, spending
+from exquisite_store.core.steps import StepRequest, estimate, grow, retry_request, step_request
+
+__all__ = [
+    "HeadMove",
+    "Jobs",
+    "NewSession",
+    "Spending",
+    "StartImage",
+    "StepRequest",
+    "create_branch",
+    "create_session",
+    "drop_branch",
+    "estimate",
+    "grow",
+    "image_from_bytes",
+    "image_from_file",
+    "image_from_fixture",
+    "job_states",
+    "mark_abandoned",
+    "new_session",
+    "parse_budget",
+    "rename_branch",
+    "retry_request",
+    "set_budget",
+    "set_defaults",
+    "set_head",
+    "spending",
+    "step_of_session",
+    "step_request",
+]

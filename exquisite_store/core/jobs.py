@@ -1,0 +1,135 @@
+"""Steps run in background workers; their progress lives in the session's event log.
+
+A job is announced with a ``queued`` event (naming this process's pid and the step it
+grows from) before a worker picks it up, so a page reload finds it; when a server
+starts, jobs queued by a process that is no longer running and never finished are
+recorded as abandoned attempts on that parent step.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from exquisite_store.core.steps import StepRequest, grow
+from exquisite_store.errors import ExqError, TransientBackendError
+from exquisite_store.manifests import Attempt
+from exquisite_store.store import Store
+from exquisite_store.store.files import pid_alive
+
+TERMINAL = ("succeeded", "failed")
+
+
+class Jobs:
+    """A small pool of step workers over one store."""
+
+    def __init__(self, store: Store, workers: int) -> None:
+        self.store = store
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exq-step")
+        self.cancels: dict[str, threading.Event] = {}
+
+    def submit(self, req: StepRequest) -> str:
+        """Queue a step; returns its job id at once."""
+        job = uuid.uuid4().hex[:12]
+        self.cancels[job] = threading.Event()
+        self.store.append_event(
+            req.session,
+            "queued",
+            job=job,
+            pid=os.getpid(),
+            parent=req.target.parent,
+            branch=req.target.branch,
+            params=req.overrides,
+        )
+        self.pool.submit(self._run, req, job)
+        return job
+
+    def _run(self, req: StepRequest, job: str) -> None:
+        try:
+            grow(self.store, req, job=job, cancel=self.cancels[job])
+        except ExqError:
+            pass  # recorded by the step as an attempt and a failed event
+        except Exception as exc:  # a bug: still tell the page, never leave it waiting
+            self.store.append_event(
+                req.session,
+                "failed",
+                job=job,
+                kind="InternalError",
+                message=f"internal error: {type(exc).__name__}",
+            )
+        finally:
+            self.cancels.pop(job, None)
+
+    def cancel(self, job: str) -> bool:
+        """Ask a running job to stop (a patchmatch fill is killed)."""
+        ev = self.cancels.get(job)
+        if ev is not None:
+            ev.set()
+        return ev is not None
+
+
+def job_states(store: Store, session: str) -> dict[str, dict[str, Any]]:
+    """Each job of a session: its last phase, and its outcome once it has one."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for ev in store.events(session):
+        job = ev.data.get("job")
+        if not job:
+            continue
+        state = jobs.setdefault(job, {"job": job, "state": "queued", "phase": "", "seq": 0})
+        state["seq"] = ev.seq
+        if ev.type == "queued":
+            state.update(
+                pid=ev.data.get("pid"), parent=ev.data.get("parent"), branch=ev.data.get("branch")
+            )
+        elif ev.type == "started":
+            state["state"] = "running"
+            state.setdefault("parent", ev.data.get("parent"))
+        elif ev.type == "progress":
+            state["phase"] = ev.data.get("phase", "")
+        elif ev.type in TERMINAL:
+            state["state"] = ev.type
+            state["result"] = {k: v for k, v in ev.data.items() if k != "job"}
+    return jobs
+
+
+def committed_by(store: Store, session: str, job: str) -> list[str]:
+    """Steps whose branch move names ``job`` in its reflog line."""
+    mark = f"(job {job})"
+    return [
+        e.new
+        for ref in store.storage.list_refs(f"{session}/heads/")
+        for e in store.refs.reflog(ref)
+        if e.message.endswith(mark)
+    ]
+
+
+def mark_abandoned(store: Store) -> int:
+    """Record jobs of dead processes that never finished as abandoned attempts."""
+    n = 0
+    for session in store.refs.sessions():
+        for job, st in job_states(store, session).items():
+            if st["state"] in TERMINAL or "pid" not in st or pid_alive(st.get("pid")):
+                continue
+            moved = committed_by(store, session, job)
+            if moved:  # it died after its ref moved, before it could say so
+                store.append_event(session, "succeeded", job=job, step_ids=moved, recovered=True)
+                continue
+            exc = TransientBackendError("abandoned: the viewer stopped while this step ran")
+            attempt = Attempt(
+                session=session,
+                parent=st.get("parent") or store.session(session).root,
+                branch=st.get("branch") or "",
+                created_ms=store.clock_ms(),
+                failure_kind=exc.kind,
+                message=exc.message,
+                details={"job": job, "phase": st.get("phase", "")},
+            )
+            aid = store.record_attempt(attempt)
+            store.append_event(
+                session, "failed", job=job, attempt_id=aid, kind=exc.kind, message=exc.message
+            )
+            n += 1
+    return n

@@ -1,0 +1,103 @@
+"""Sessions: start one from an image (file, upload, packaged fixture); defaults; budget."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exquisite_store import imageio
+from exquisite_store.errors import ConfigError
+from exquisite_store.fixtures import read_fixture
+from exquisite_store.ids import ObjectId
+from exquisite_store.manifests import Session
+from exquisite_store.money import format_usd, parse_usd
+from exquisite_store.pipeline.params import change_defaults
+from exquisite_store.store import Store
+from exquisite_store.store.refs import check_name
+
+MAX_TITLE = 200
+MAX_SOURCE_NAME = 200
+
+
+@dataclass(frozen=True)
+class StartImage:
+    """The pixels a session starts from and the name of where they came from."""
+
+    pixels: np.ndarray
+    source_name: str
+
+
+def image_from_file(path: str, *, max_pixels: int = imageio.MAX_PIXELS) -> StartImage:
+    """A start image read from a file."""
+    pixels = imageio.read_image_file(path, max_pixels=max_pixels)
+    return StartImage(pixels, Path(path).name[:MAX_SOURCE_NAME])
+
+
+def image_from_bytes(data: bytes, name: str, *, max_pixels: int = imageio.MAX_PIXELS) -> StartImage:
+    """A start image from uploaded bytes."""
+    pixels = imageio.load_file_bytes(data, max_pixels=max_pixels, what="the upload")
+    return StartImage(pixels, name[:MAX_SOURCE_NAME])
+
+
+def image_from_fixture(name: str, *, max_pixels: int = imageio.MAX_PIXELS) -> StartImage:
+    """A start image shipped with the package (``photo.png``, ...)."""
+    data = read_fixture(name)
+    return StartImage(imageio.load_file_bytes(data, max_pixels=max_pixels, what=name), name)
+
+
+def parse_budget(value: str | None) -> int | None:
+    """A budget as micro-dollars: dollars as text ("2.50"), ``none``/empty for no budget."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    return parse_usd(str(value))
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """Everything a new session needs, checked before any store is touched."""
+
+    name: str
+    image: StartImage
+    title: str = ""
+    budget_micro_usd: int | None = None
+
+
+def new_session(
+    name: str, image: StartImage, *, title: str = "", budget: str | None = None
+) -> NewSession:
+    """Check a new session's name, title and budget (a refusal writes nothing)."""
+    check_name(name, "session")
+    if len(title) > MAX_TITLE:
+        raise ConfigError(f"title must be at most {MAX_TITLE} characters", field="title")
+    return NewSession(name, image, title, parse_budget(budget))
+
+
+def create_session(store: Store, new: NewSession) -> tuple[Session, ObjectId]:
+    """Import the start image as the root step of the session, on branch ``main``."""
+    return store.create_session(
+        new.name,
+        new.image.pixels,
+        title=new.title,
+        source_name=new.image.source_name,
+        budget_micro_usd=new.budget_micro_usd,
+    )
+
+
+def set_defaults(store: Store, session: str, changes: Mapping[str, Any]) -> Session:
+    """Change a session's step defaults (``"none"`` clears an optional one)."""
+    sess = store.session(session)
+    if not changes:
+        return sess
+    merged = change_defaults(sess.defaults, changes)
+    message = "defaults: " + " ".join(f"{k}={v}" for k, v in changes.items())
+    return store.update_session(session, message[:500], defaults=merged)
+
+
+def set_budget(store: Store, session: str, budget: str | None) -> Session:
+    """Set (or with ``none`` remove) a session's budget."""
+    value = parse_budget(budget)
+    return store.update_session(session, f"budget: {format_usd(value)}", budget_micro_usd=value)

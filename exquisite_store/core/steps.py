@@ -1,0 +1,124 @@
+"""Growing a session: a step request parsed once, run, estimated, or retried."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from exquisite_store.backends.base import Backend
+from exquisite_store.errors import UserError
+from exquisite_store.ids import ObjectId
+from exquisite_store.manifests import Attempt, StepParams
+from exquisite_store.money import format_usd
+from exquisite_store.pipeline.cost import would_exceed
+from exquisite_store.pipeline.job import Observer, StepOutcome
+from exquisite_store.pipeline.params import ALIASES, FIELDS, check_prompt, merge, recipe_params
+from exquisite_store.pipeline.step import run_step
+from exquisite_store.pipeline.targets import Target, resolve_target
+from exquisite_store.store import Store
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """A checked request to grow a session by one step."""
+
+    session: str
+    #: where it grows now: the parent step and the branch that moves
+    target: Target
+    params: StepParams
+    prompt: str = ""
+    #: what the caller set (typed), over the session's defaults; kept in the events
+    overrides: dict[str, Any] = field(default_factory=dict)
+    #: the parent step the caller named (full id), or None: a branch head grows
+    parent: ObjectId | None = None
+    #: the branch the caller named, or None (HEAD's, or the parent's)
+    branch: str | None = None
+
+
+def step_request(
+    store: Store,
+    session: str,
+    params: Mapping[str, Any],
+    *,
+    prompt: str = "",
+    parent: str | None = None,
+    branch: str | None = None,
+) -> StepRequest:
+    """Check a step before it runs: parameters (strings welcome), prompt, parent, branch.
+
+    ``parent`` may be an id, a unique id prefix or a branch name. ConfigError names the
+    first bad field; nothing is written.
+    """
+    sess = store.session(session)
+    given = {ALIASES.get(k, k): v for k, v in params.items() if v is not None and v != ""}
+    merged = merge(sess.defaults, given)
+    check_prompt(prompt)
+    target = resolve_target(store, session, parent or None, branch or None)
+    overrides = {k: getattr(merged, k) for k in given if k in FIELDS}
+    return StepRequest(
+        session,
+        target,
+        merged,
+        prompt,
+        overrides,
+        parent=ObjectId(target.parent) if parent else None,
+        branch=target.branch if branch else None,
+    )
+
+
+def _run_args(req: StepRequest) -> dict[str, Any]:
+    # the target is resolved again when the step runs, as the caller named it: a
+    # branch head that moved meanwhile grows from where it is now
+    return {"parent": req.parent, "branch": req.branch, "prompt": req.prompt, **req.overrides}
+
+
+def grow(
+    store: Store,
+    req: StepRequest,
+    *,
+    job: str | None = None,
+    cancel: threading.Event | None = None,
+    observer: Observer | None = None,
+    backend: Backend | None = None,
+) -> StepOutcome:
+    """Run the step (one transaction, ``n`` candidates); raises if none committed."""
+    return run_step(
+        store,
+        req.session,
+        job=job,
+        cancel=cancel,
+        observer=observer,
+        backend_impl=backend,
+        **_run_args(req),
+    )
+
+
+def estimate(store: Store, req: StepRequest) -> dict[str, Any]:
+    """What the step would send and cost against the budget: nothing called or written."""
+    out = run_step(store, req.session, dry_run=True, **_run_args(req))
+    p = dict(out.preview)
+    p["over_budget"] = would_exceed(
+        p["estimate_micro_usd"], p["spent_micro_usd"], p["budget_micro_usd"]
+    )
+    for key in ("estimate", "spent", "budget"):
+        p[f"{key}_usd"] = format_usd(p[f"{key}_micro_usd"])
+    return p
+
+
+def retry_request(store: Store, attempt_id: ObjectId) -> StepRequest:
+    """A failed attempt's recipe again, from its parent, with a fresh seed.
+
+    It grows the attempt's branch if that still points at the parent, else a new one.
+    """
+    att = store.objects.get_manifest(attempt_id, Attempt)
+    if att.recipe is None or att.parent is None:
+        raise UserError("this attempt failed before it had a recipe; start a new step instead")
+    params = recipe_params(att.recipe)
+    params.pop("seed")  # a retry is a new draw
+    branches = store.refs.branches(att.session)
+    branch = att.branch if branches.get(att.branch) == att.parent else None
+    r = att.recipe
+    prompt = store.objects.get_text(r.prompt_id) if store.objects.has(r.prompt_id) else ""
+    return step_request(store, att.session, params, prompt=prompt, parent=att.parent, branch=branch)

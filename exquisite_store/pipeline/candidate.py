@@ -1,0 +1,124 @@
+"""Phases unframe, seam, validate and commit of one candidate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from exquisite_store.errors import (
+    ArtifactWriteError,
+    BranchMoved,
+    DimensionMismatch,
+    ImmutableViolation,
+    LockHeld,
+)
+from exquisite_store.geometry import orient
+from exquisite_store.geometry.plan import unframe
+from exquisite_store.geometry.seams import apply_seam
+from exquisite_store.ids import ObjectId
+from exquisite_store.manifests import Canvas, Response, Result, Scores, Step
+from exquisite_store.pipeline.job import Job
+from exquisite_store.pipeline.prepare import Prepared
+from exquisite_store.pipeline.targets import free_name
+from exquisite_store.pipeline.validate import step_scores, validate
+from exquisite_store.store import Store, edit_canvas
+from exquisite_store.store.objects import ObjectStore
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A validated new canvas, stored, not yet committed to any branch."""
+
+    canvas: Canvas
+    canvas_id: ObjectId
+    scores: Scores
+    validation_id: ObjectId
+
+
+def build_candidate(
+    objects: ObjectStore, prepared: Prepared, output: np.ndarray, run: Job
+) -> Candidate:
+    """Join one output onto the parent canvas and check it; raises the failure if it fails."""
+    p, plan = prepared.params, prepared.plan
+    run.phase("unframe")
+    out_canon = orient.to_canonical(output, p.direction)
+    model_ctx, gen = unframe(out_canon, plan, channels=3)
+    run.done("unframe")
+    run.phase("seam")
+    seam = apply_seam(
+        p.seam, prepared.context_rgb, model_ctx, gen, plan.overlap_px, p.immutable_policy
+    )
+    zone, new = seam.seam_zone, seam.gen
+    ctx = prepared.context_canon
+    if ctx.shape[2] == 4:  # RGBA canvas: old alpha kept, new band opaque
+        k = zone.shape[1]
+        zone = np.dstack([zone, ctx[:, ctx.shape[1] - k :, 3]])
+        new = np.dstack([new, np.full(new.shape[:2], 255, np.uint8)])
+    patch = orient.from_canonical(np.concatenate([zone, new], axis=1), p.direction)
+    child = edit_canvas(objects, prepared.parent_canvas, plan.new_rect, patch, plan.changed_rect)
+    run.done("seam")
+    run.phase("validate")
+    scores = step_scores(
+        objects, child, plan, prepared.context_rgb, model_ctx, seam.gain_milli, seam.offset_milli
+    )
+    report = validate(objects, prepared.parent_canvas, child, plan, scores)
+    validation_id = objects.put_json(report)
+    if not report.ok:
+        bad = next(c for c in report.checks if not c.ok)
+        cls = ImmutableViolation if bad.name == "immutable" else DimensionMismatch
+        raise cls(f"validation failed: {bad.detail}", validation_id=validation_id)
+    run.done("validate")
+    return Candidate(child, objects.put_json(child), scores, validation_id)
+
+
+def commit_candidate(
+    store: Store,
+    prepared: Prepared,
+    candidate: Candidate,
+    response: Response,
+    run: Job,
+    committed: dict[str, str],
+) -> tuple[str, ObjectId]:
+    """Write the step and move its branch; returns ``(branch, step id)``.
+
+    The first candidate to commit moves the target branch (compare-and-swap from the
+    value it had when the step started); later ones get the next free ``B~k``.
+    """
+    run.phase("commit")
+    step = Step(
+        session=prepared.session,
+        parent=prepared.target.parent,
+        created_ms=store.clock_ms(),
+        recipe=prepared.recipe,
+        recipe_id=prepared.recipe_id,
+        request=prepared.request,
+        response=response,
+        result=Result(
+            canvas_id=candidate.canvas_id,
+            width=candidate.canvas.width,
+            height=candidate.canvas.height,
+            validation_id=candidate.validation_id,
+            scores=candidate.scores,
+        ),
+        timing=run.timing(),
+    )
+    step_id = store.objects.put_json(step)
+    target = prepared.target
+    if not committed:
+        name, old = target.branch, target.expected
+    else:
+        branches = store.refs.branches(prepared.session)
+        name, old = free_name(branches, f"{target.branch}~", len(committed) + 1), None
+    message = f"step: {prepared.params.direction} +{prepared.plan.extension_px}px (job {run.job})"
+    try:
+        store.refs.update(prepared.session, name, old, step_id, message)
+    except BranchMoved as exc:
+        exc.details["step_id"] = step_id
+        raise
+    except LockHeld as exc:  # a stale lock: the step is whole; keep it as an attempt
+        raise ArtifactWriteError(
+            exc.message, step_id=step_id, lock=exc.path, pid=exc.pid, age_s=exc.age_s
+        ) from exc
+    run.done("commit")
+    return name, step_id
