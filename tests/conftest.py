@@ -12,6 +12,13 @@ from .helpers import TickClock, fixture_array
 pytest_plugins = ["tests.fakes.openai_fixture"]
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The long suites' measured figures, one line per suite (see tests/figures.py)."""
+    from . import figures
+
+    figures.flush(terminalreporter.write_line)
+
+
 @pytest.fixture
 def clock() -> TickClock:
     return TickClock()

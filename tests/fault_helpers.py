@@ -41,29 +41,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-FIGURES_FILE = ARTIFACTS / "figures.jsonl"
 HERE = Path(__file__).resolve()
 
 
 # --- figures ------------------------------------------------------------------------------
-
-
-def emit_figures(config: Any, suite: str, figures: dict[str, Any]) -> str:
-    """Print one ``FIGURES:`` line past pytest's capture and append it as a JSON line."""
-
-    def show(v: Any) -> str:
-        return json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else str(v)
-
-    line = f"FIGURES: {suite} " + " ".join(f"{k}={show(v)}" for k, v in figures.items())
-    capman = config.pluginmanager.getplugin("capturemanager")
-    cm = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
-    with cm:
-        print("\n" + line, flush=True)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    record = {"suite": suite, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
-    with open(FIGURES_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-    return line
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -24,17 +24,20 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 
 from . import fault_helpers as fh
+from . import figures
 from .fakes.backends import PatternBackend, WrongSizeBackend
 from .helpers import rng_image
 
+# the fault, load and crash suites run in `make test-all` (CI), not in the fast loop
+pytestmark = pytest.mark.slow
 FIG: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _figures(request: pytest.FixtureRequest):
+def _figures():
     yield
     if FIG:
-        fh.emit_figures(request.config, "load", FIG)
+        figures.record("load", FIG)
 
 
 # --- 5. eight processes, shared and own branches -------------------------------------------------

@@ -268,6 +268,22 @@ def test_what_is_sent(st, fake, model) -> None:
     assert set(np.unique(np.asarray(m)[:, :, 3])) == {0, 255}
 
 
+def test_input_fidelity_is_sent_recorded_and_named_in_the_request_id(st, fake) -> None:
+    """Given for a model that takes it, ``input_fidelity`` reaches the API, is kept in the
+    recipe and is part of the request id; not given, nothing of it is sent or stored."""
+    plain = grow(st, OpenAIBackend(max_retries=0), model=M15, quality="low")
+    high = grow(st, OpenAIBackend(max_retries=0), model=M15, quality="low", input_fidelity="high")
+    first, second = fake.calls
+    assert "input_fidelity" not in first.fields and second.fields["input_fidelity"] == "high"
+    a, b = (st.step(o.step_ids[0]) for o in (plain, high))
+    assert a.recipe.params == {} and b.recipe.params == {"input_fidelity": "high"}
+    assert a.request.request_id != b.request.request_id
+    # refused before any call for a model that does not take it
+    with pytest.raises(ConfigError, match="does not accept input_fidelity"):
+        grow(st, OpenAIBackend(max_retries=0), model=M2, input_fidelity="low")
+    assert len(fake.calls) == 2
+
+
 def test_input_fidelity_is_refused_for_gpt_image_2() -> None:
     assert get_model(M2).input_fidelity == () and "high" in get_model(M15).input_fidelity
     req = BackendRequest(

@@ -23,6 +23,8 @@ from exquisite_store.store.locks import unlock
 from . import writer_proc as wp
 from .helpers import rng_image
 
+# the fault, load and crash suites run in `make test-all` (CI), not in the fast loop
+pytestmark = pytest.mark.slow
 WRITER = Path(wp.__file__)
 
 SESSION, BRANCH = "crash", "main"
