@@ -83,6 +83,12 @@ class AlreadyExists(UserError):
     kind = "already_exists"
 
 
+class Busy(UserError):
+    """Too much work already waiting (the job queue is full): try again later."""
+
+    kind = "busy"
+
+
 # --- store ------------------------------------------------------------------
 
 
@@ -184,6 +190,12 @@ class ArtifactWriteError(StepFailure):
     kind = "ArtifactWriteError"
 
 
+class Cancelled(StepFailure):
+    """Someone cancelled the step; a call already paid for still has its output kept."""
+
+    kind = "Cancelled"
+
+
 class BranchMoved(StepFailure):
     """A compare-and-swap found the branch at another step than expected."""
 
@@ -207,4 +219,5 @@ FAILURE_KINDS: tuple[type[StepFailure], ...] = (
     CompositeError,
     ArtifactWriteError,
     BranchMoved,
+    Cancelled,
 )

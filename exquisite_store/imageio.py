@@ -45,6 +45,21 @@ def decode(data: bytes, *, max_pixels: int = MAX_PIXELS, what: str = "image") ->
     return img
 
 
+def probe(data: bytes, *, what: str = "image") -> tuple[str, int, int]:
+    """Format, width and height from an image's header, without decoding its pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return str(img.format), int(img.size[0]), int(img.size[1])
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"{what} is too large to open safely: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageRejected(f"{what} is not an image in a format Pillow reads") from exc
+    except Exception as exc:  # Pillow raises many types for broken headers
+        raise ImageRejected(f"{what} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
 def normalize_mode(img: Image.Image) -> Image.Image:
     """Bring an image to a canvas mode: RGBA when it carries alpha, else RGB."""
     if img.mode in CANVAS_MODES:

@@ -471,7 +471,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 4
             time.sleep(0.001)
     _say("ready")
-    commits = moved = failed = tries = 0
+    commits = moved = failed = tries = waits = 0
+
+    def observe(type_: str, data: dict) -> None:
+        nonlocal waits
+        if type_ == "progress" and data.get("phase") == "wait":
+            waits += 1  # another writer was growing the branch: this one queued behind it
+
     max_tries = args.max_tries or 50 * args.count + 10
     while commits < args.count and tries < max_tries:
         tries += 1
@@ -488,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed + tries,
                 retry_delays=(0.0, 0.0),
                 prompt=f"driver {os.getpid()} try {tries}",
+                observer=observe,
             )
         except BranchMoved as exc:
             moved += 1
@@ -499,7 +506,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         commits += 1
         _append(args.report, f"commit {out.step_ids[0]}")
-    _say(json.dumps({"commits": commits, "moved": moved, "failed": failed, "tries": tries}))
+    _say(
+        json.dumps(
+            {"commits": commits, "moved": moved, "failed": failed, "tries": tries, "waits": waits}
+        )
+    )
     return 0 if commits == args.count else 5
 
 

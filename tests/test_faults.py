@@ -663,6 +663,7 @@ def gc_campaign(tmp_path: Path, commits_each: int, seconds: float) -> dict[str, 
         "writers": 2,
         "commits": len(committed),
         "branch_moved": totals["moved"],
+        "waited_for_branch": totals["waits"],
         "failed_calls": totals["failed"],
         "gc_runs": gc_totals["runs"],
         "gc_removed": gc_totals["removed"],
@@ -683,7 +684,10 @@ def test_gc_while_writers_commit(tmp_path: Path) -> None:
     figs = gc_campaign(tmp_path, commits_each=150, seconds=240)
     FIG["gc"] = figs
     assert figs["gc_runs"] >= 10 and figs["gc_removed"] >= 1
-    assert figs["branch_moved"] >= 1 and figs["failed_calls"] >= 1
+    # the two writers of main queue behind each other (the branch lock): none pays for a
+    # step that then loses the race
+    assert figs["branch_moved"] == 0 and figs["waited_for_branch"] >= 1
+    assert figs["failed_calls"] >= 1
 
 
 def test_fsck_while_a_writer_commits_reports_no_damage(tmp_path: Path) -> None:

@@ -210,7 +210,11 @@ def test_each_behaviour_outcome_record_and_calls(st, fake, name) -> None:
         assert session_spent(st, "s") == cost
         record = st.objects.get_manifest(resp.response_id, BackendResponse)
         assert record.cost_micro_usd == cost
-        assert (resp.output_id == "") == (name == "garbage_b64")
+        # garbage is no image; a 512x512 answer to a 96x96 frame is refused from its
+        # header, never decoded (a backend cannot make a step hold gigabytes first)
+        assert (resp.output_id == "") == (name in ("garbage_b64", "wrong_size"))
+        if name == "wrong_size":
+            assert "512x512" in att.message and "without decoding" in att.message
         return
 
     assert att.response is None and session_spent(st, "s") == 0  # nothing billed
@@ -519,3 +523,47 @@ def test_the_api_key_is_written_nowhere(st, fake) -> None:
     for needle in (KEY, SECRET):
         assert [n for n, data in stored.items() if needle.encode() in data] == []
         assert [text for text in rendered if needle in text] == []
+
+
+def test_a_trickling_answer_ends_at_the_total_deadline(st, fake) -> None:
+    """One byte every 20 ms resets any per-read timeout; the call's deadline still ends
+    it, before the answer is through, and the step is a TransientBackendError."""
+    fake.script(Behaviour("trickle", seconds=0.02))
+    before = heads(st)
+    impl = OpenAIBackend(max_retries=0, timeout=1.0)
+    with pytest.raises(TransientBackendError, match="did not answer within 1s"):
+        grow(st, impl)
+    impl.close()
+    (call,) = fake.calls
+    assert 0 < call.bytes_sent < call.body_bytes  # the client stopped reading mid-answer
+    assert heads(st) == before and session_spent(st, "s") == 0
+    (line,) = st.attempts("s")
+    assert line.kind == "TransientBackendError"
+
+
+def test_impossible_usage_is_a_decode_error_counted_at_the_estimate(st, fake) -> None:
+    """A provider reporting negative tokens must not make the session's spend negative
+    (every later step would then pass the budget): the answer is kept, the step is a
+    DecodeError attempt, and the call counts at its estimate."""
+    fake.script(Behaviour("bad_usage"))
+    est = run_step(
+        st,
+        "s",
+        dry_run=True,
+        backend="openai",
+        model=M2,
+        extension_px=L,
+        overlap_px=OV,
+        seed=7,
+        quality="low",
+    ).preview["estimate_micro_usd"]
+    with pytest.raises(DecodeError, match=r"impossible token usage \(output_tokens=-5000\)"):
+        grow(st, OpenAIBackend(max_retries=0))
+    (line,) = st.attempts("s")
+    att = st.objects.get_manifest(line.id, Attempt)
+    assert att.response.cost_micro_usd == est > 0
+    assert session_spent(st, "s") == est
+    record = st.objects.get_manifest(att.response.response_id, BackendResponse)
+    assert record.usage.output_tokens == -5000  # the raw answer, as it came
+    assert record.metadata["usage_rejected"].startswith("the backend reported impossible")
+    assert record.output_ids and all(record.output_ids)  # its image kept too

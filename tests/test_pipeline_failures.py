@@ -7,6 +7,7 @@ import pytest
 
 from exquisite_store.errors import (
     BranchMoved,
+    Cancelled,
     ConfigError,
     DecodeError,
     DimensionMismatch,
@@ -315,6 +316,6 @@ def test_a_patchmatch_fill_can_be_cancelled() -> None:
     req = BackendRequest(image=image, mask=mask, prompt="", n=1, seed=1, model="", request_id="r")
     threading.Timer(0.5, cancel.set).start()
     t0 = time.monotonic()
-    with pytest.raises(TransientBackendError, match="cancelled"):
+    with pytest.raises(Cancelled, match="cancelled"):
         PatchMatchBackend().generate(req, cancel)
     assert time.monotonic() - t0 < 3.0

@@ -20,6 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_UPLOAD_PIXELS=40_000_000,
         EXPORT=False,
         JOB_WORKERS=2,
+        JOB_QUEUE=16,
         SESSION_COOKIE_SAMESITE="Strict",
     )
     if test_config:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, redirect, request, stream_with_context
 
 from exquisite_store import core
-from exquisite_store.errors import UserError
+from exquisite_store.errors import NotFound, UserError
 from exquisite_store.pipeline.params import FIELDS
 from viewer.jobs import get_jobs
 from viewer.web import get_store, href, wants_json
@@ -123,6 +123,15 @@ def retry(attempt_id: str):
     return _done(
         href("session", req.session) + f"?job={job}", {"job": job, "session": req.session}, 202
     )
+
+
+@bp.post("/-/jobs/<name:name>/<job>/cancel")
+def cancel_job(name: str, job: str):
+    """Cancel a waiting or running job of this viewer (a paid answer is still kept)."""
+    get_store().session(name)
+    if not get_jobs().cancel(job):
+        raise NotFound(f"no waiting or running job {job[:40]!r} in this viewer")
+    return _done(href("session", name) + f"?job={job}", {"job": job, "cancelled": True}, 202)
 
 
 @bp.get("/-/jobs/<name:name>.json")

@@ -13,7 +13,9 @@ def init_app(app: Flask) -> None:
     store = Store.open(app.config["EXQ_STORE"])
     app.extensions["exq_store"] = store
     core.mark_abandoned(store)
-    app.extensions["exq_jobs"] = core.Jobs(store, app.config["JOB_WORKERS"])
+    app.extensions["exq_jobs"] = core.Jobs(
+        store, app.config["JOB_WORKERS"], max_waiting=app.config["JOB_QUEUE"]
+    )
 
 
 def get_jobs() -> core.Jobs:

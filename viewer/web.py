@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from exquisite_store.errors import (
+    Busy,
     ConfigError,
     ExqError,
     IntegrityError,
@@ -107,6 +108,8 @@ def status_of(exc: ExqError) -> int:
     """The HTTP status of a project error."""
     if isinstance(exc, NotFound) or exc.kind in ("invalid_id", "invalid_name"):
         return 404
+    if isinstance(exc, Busy):
+        return 429
     if isinstance(exc, ConfigError | UserError):
         return 400
     if isinstance(exc, StepFailure):
@@ -127,7 +130,10 @@ def init_errors(app: Flask) -> None:
             message = f"{exc.message} (the store is damaged here; nothing was changed)"
         if status >= 500:
             app.logger.error("store error on %s: %s", request.path, exc.message)
-        return error_response(status, message, kind=exc.kind)
+        body, code = error_response(status, message, kind=exc.kind)
+        if status == 429:
+            return body, code, {"Retry-After": "5"}
+        return body, code
 
     @app.errorhandler(HTTPException)
     def on_http(exc: HTTPException):

@@ -19,6 +19,7 @@ from typing import Any
 
 from exquisite_store import imageio
 from exquisite_store.backends.base import BackendRequest, BackendResult
+from exquisite_store.backends.deadline import deadline, deadline_transport
 from exquisite_store.backends.models import (
     ImageModel,
     cost_micro_usd,
@@ -98,7 +99,9 @@ class OpenAIBackend:
             self._client = openai.OpenAI(
                 max_retries=self.max_retries,
                 timeout=self.timeout,
-                http_client=openai.DefaultHttpxClient(event_hooks=hooks),
+                http_client=openai.DefaultHttpxClient(
+                    event_hooks=hooks, transport=deadline_transport()
+                ),
             )
         return self._client
 
@@ -148,11 +151,14 @@ class OpenAIBackend:
         mask = imageio.encode_png(imageio.from_array(request.mask))
         before = self.http_calls
         try:
-            resp = self.client().images.edit(
-                image=("frame.png", image, "image/png"),
-                mask=("mask.png", mask, "image/png"),
-                **kw,
-            )
+            # ``timeout`` bounds the whole call, retries included: a server that trickles
+            # its answer cannot hold the step (and the store's writer lock) past it
+            with deadline(self.timeout):
+                resp = self.client().images.edit(
+                    image=("frame.png", image, "image/png"),
+                    mask=("mask.png", mask, "image/png"),
+                    **kw,
+                )
         except openai.APIStatusError as exc:
             raise self._status_error(exc, self.http_calls - before) from None
         except openai.APITimeoutError:

@@ -13,7 +13,7 @@ import numpy as np
 
 from exquisite_store import imageio
 from exquisite_store.backends.base import BackendRequest, BackendResult, LocalBackend
-from exquisite_store.errors import PermanentBackendError, TransientBackendError
+from exquisite_store.errors import Cancelled, PermanentBackendError, TransientBackendError
 
 PATCH_SIZE = 7
 
@@ -78,7 +78,7 @@ class PatchMatchBackend(LocalBackend):
             while not parent.poll(0.05):
                 if cancel is not None and cancel.is_set():
                     proc.kill()
-                    raise TransientBackendError("patchmatch fill was cancelled")
+                    raise Cancelled("cancelled during the patchmatch fill")
                 if not proc.is_alive() and not parent.poll(0):
                     raise TransientBackendError(
                         f"patchmatch worker died (exit code {proc.exitcode})"

@@ -55,7 +55,3 @@ def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(cli.main(prog_name="exq", standalone_mode=True))
-
-
-if __name__ == "__main__":
-    main()

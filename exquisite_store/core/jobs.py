@@ -15,26 +15,41 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from exquisite_store.core.steps import StepRequest, grow
-from exquisite_store.errors import ExqError, TransientBackendError
+from exquisite_store.errors import Busy, Cancelled, ExqError, TransientBackendError
 from exquisite_store.manifests import Attempt
 from exquisite_store.store import Store
 from exquisite_store.store.files import pid_alive
 
 TERMINAL = ("succeeded", "failed")
+#: jobs that may wait for a worker; one more is refused (Busy: HTTP 429) before it is queued
+MAX_WAITING = 16
 
 
 class Jobs:
-    """A small pool of step workers over one store."""
+    """A small pool of step workers over one store, with a bounded queue.
 
-    def __init__(self, store: Store, workers: int) -> None:
+    Two jobs never grow one branch head at once: the step itself waits for the
+    branch's lock (``pipeline.step``), here or in any other process.
+    """
+
+    def __init__(self, store: Store, workers: int, max_waiting: int = MAX_WAITING) -> None:
         self.store = store
+        self.workers = workers
+        self.max_waiting = max_waiting
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exq-step")
         self.cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
 
     def submit(self, req: StepRequest) -> str:
-        """Queue a step; returns its job id at once."""
+        """Queue a step; returns its job id at once. Busy when the queue is full."""
         job = uuid.uuid4().hex[:12]
-        self.cancels[job] = threading.Event()
+        with self._lock:
+            if len(self.cancels) >= self.workers + self.max_waiting:
+                raise Busy(
+                    f"{len(self.cancels)} steps are running or waiting (at most "
+                    f"{self.workers + self.max_waiting}); try again when one has finished"
+                )
+            self.cancels[job] = threading.Event()
         self.store.append_event(
             req.session,
             "queued",
@@ -49,6 +64,12 @@ class Jobs:
 
     def _run(self, req: StepRequest, job: str) -> None:
         try:
+            if self.cancels[job].is_set():  # cancelled while it waited: nothing was done
+                exc = Cancelled("cancelled before it started; nothing was done")
+                self.store.append_event(
+                    req.session, "failed", job=job, kind=exc.kind, message=exc.message
+                )
+                return
             grow(self.store, req, job=job, cancel=self.cancels[job])
         except ExqError:
             pass  # recorded by the step as an attempt and a failed event
@@ -61,11 +82,18 @@ class Jobs:
                 message=f"internal error: {type(exc).__name__}",
             )
         finally:
-            self.cancels.pop(job, None)
+            with self._lock:
+                self.cancels.pop(job, None)
 
     def cancel(self, job: str) -> bool:
-        """Ask a running job to stop (a patchmatch fill is killed)."""
-        ev = self.cancels.get(job)
+        """Ask a waiting or running job to stop; False if this pool has no such job.
+
+        A waiting job never starts; a running one stops at its next phase (a
+        patchmatch fill is killed at once); a call already made to a paid backend is
+        let finish, and its answer is kept in the job's attempt.
+        """
+        with self._lock:
+            ev = self.cancels.get(job)
         if ev is not None:
             ev.set()
         return ev is not None

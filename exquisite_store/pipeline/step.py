@@ -10,10 +10,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from exquisite_store.backends.base import Backend
-from exquisite_store.errors import ArtifactWriteError, DecodeError, ExqError, StepFailure
+from exquisite_store.errors import (
+    ArtifactWriteError,
+    Cancelled,
+    DecodeError,
+    ExqError,
+    StepFailure,
+)
 from exquisite_store.manifests import Response, StepParams
 from exquisite_store.pipeline.attempts import record_failure
 from exquisite_store.pipeline.candidate import build_candidate, commit_candidate
@@ -22,6 +29,7 @@ from exquisite_store.pipeline.generate import Generated, call_backend, decode_re
 from exquisite_store.pipeline.job import Job, Observer, StepOutcome
 from exquisite_store.pipeline.params import check_prompt, merge
 from exquisite_store.pipeline.prepare import Prepared, prepare, store_request
+from exquisite_store.pipeline.reservations import reserved
 from exquisite_store.pipeline.targets import Target, resolve_target
 from exquisite_store.store import Store
 
@@ -73,16 +81,19 @@ def run_step(
             out.request_id = prepared.request.request_id
             out.preview = prepared.preview(*spending(store, session))
             return out
-        run.event(
-            "started",
-            parent=target.parent,
-            branch=target.branch,
-            params={k: v for k, v in overrides.items() if v is not None},
-        )
-        with store.writing():
-            _transaction(
-                store, run, out, backend, params, target, prompt, cancel, retry_delays, commit
+        with _branch_held(store, run, target, commit):
+            if commit:  # the head may have moved while we waited: grow it as it is now
+                target = resolve_target(store, session, parent, branch)
+            run.event(
+                "started",
+                parent=target.parent,
+                branch=target.branch,
+                params={k: v for k, v in overrides.items() if v is not None},
             )
+            with store.writing():
+                _transaction(
+                    store, run, out, backend, params, target, prompt, cancel, retry_delays, commit
+                )
     except StepFailure:
         raise  # commit=False (reproduce): the failure as it is
     except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
@@ -103,6 +114,34 @@ def run_step(
     raise out.failures[0]
 
 
+@contextlib.contextmanager
+def _branch_held(store: Store, run: Job, target: Target, commit: bool) -> Iterator[None]:
+    """One job at a time grows a branch head: a second one waits here, before it pays."""
+    if not commit:
+        yield
+        return
+    ref = f"{run.session}/heads/{target.branch}"
+    with store.storage.branch_lock(ref, wait=False) as free:
+        if free:
+            yield
+            return
+    run.phase("wait")  # another job is growing this branch: queue behind it
+    with store.storage.branch_lock(ref, wait=True):
+        run.done("wait")
+        yield
+
+
+@contextlib.contextmanager
+def _budget_held(store: Store, run: Job, prepared: Prepared, commit: bool) -> Iterator[None]:
+    """The budget check; a real step also holds its estimate until its cost is recorded."""
+    if commit:
+        with reserved(store, run.session, run.job, prepared.estimate_micro_usd):
+            yield
+    else:
+        check_budget(prepared.estimate_micro_usd, *spending(store, run.session))
+        yield
+
+
 def _transaction(
     store: Store,
     run: Job,
@@ -115,26 +154,47 @@ def _transaction(
     delays: tuple[float, ...],
     commit: bool,
 ) -> None:
-    """Prepare, call, and build and commit each candidate, under the writer lock."""
+    """Prepare, hold the estimate, call, and build and commit each candidate."""
     prepared: Prepared | None = None
-    generated: Generated | None = None
     try:
         prepared = prepare(store, run.session, params, target, prompt, backend, run)
         out.request_id = prepared.request.request_id
-        store_request(store.objects, prepared)
-        # after the request is stored, before any call
-        check_budget(prepared.estimate_micro_usd, *spending(store, run.session))
+        store_request(store.objects, prepared)  # before any call
+        with _budget_held(store, run, prepared, commit):
+            _generate_and_commit(store, run, out, backend, prepared, cancel, delays, commit)
+    except StepFailure as exc:
+        _fail(store, run, out, target, exc, prepared, None, commit)
+
+
+def _generate_and_commit(
+    store: Store,
+    run: Job,
+    out: StepOutcome,
+    backend: Backend,
+    prepared: Prepared,
+    cancel: threading.Event | None,
+    delays: tuple[float, ...],
+    commit: bool,
+) -> None:
+    generated: Generated | None = None
+    try:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before the backend was called; nothing was spent")
         result, calls = call_backend(backend, prepared, run, cancel, delays)
         out.calls += calls
         generated = decode_result(store, prepared, result, backend.name, run, log=commit)
+        if generated.problem:
+            raise DecodeError(
+                f"{generated.problem}; the answer is kept and counted at the estimate",
+                cost_micro_usd=generated.cost_micro_usd,
+            )
         if not result.images:
             raise DecodeError("the backend returned no image")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled while the backend ran; what it returned is kept")
     except StepFailure as exc:
-        if not commit:
-            raise
-        out.failures.append(exc)
-        # still under the writer lock: gc must not sweep the request's objects first
-        _record(store, run, out, target, exc, prepared, generated.billed() if generated else None)
+        response = generated.billed() if generated is not None else None
+        _fail(store, run, out, prepared.target, exc, prepared, response, commit)
         return
     for i, output in enumerate(generated.outputs):
         try:
@@ -151,15 +211,30 @@ def _transaction(
             out.step_ids.append(step_id)
             out.branches[name] = step_id
         except ExqError as exc:
-            if not commit:
-                raise
             if not isinstance(exc, StepFailure):
-                if not out.step_ids:
+                if not out.step_ids or not commit:
                     raise  # nothing committed: the job fails with the store's error
                 # a candidate committed already: this one is an attempt, the job succeeds
                 exc = ArtifactWriteError(f"store error: {exc.message}", cause=exc.kind)
-            out.failures.append(exc)
-            _record(store, run, out, target, exc, prepared, generated.candidate(i))
+            _fail(store, run, out, prepared.target, exc, prepared, generated.candidate(i), commit)
+
+
+def _fail(
+    store: Store,
+    run: Job,
+    out: StepOutcome,
+    target: Target,
+    exc: StepFailure,
+    prepared: Prepared | None,
+    response: Response | None,
+    commit: bool,
+) -> None:
+    """A failure of the step or of one candidate: raised as it is by reproduce, else kept."""
+    if not commit:
+        raise exc
+    out.failures.append(exc)
+    # still under the writer lock: gc must not sweep the request's objects first
+    _record(store, run, out, target, exc, prepared, response)
 
 
 def _record(

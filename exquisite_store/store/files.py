@@ -178,14 +178,23 @@ class LockFile:
 
 
 @contextlib.contextmanager
-def flocked(path: Path, exclusive: bool) -> Iterator[None]:
-    """Hold an advisory ``flock`` on ``path`` (released by the kernel if we die)."""
+def flocked(path: Path, exclusive: bool, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an advisory ``flock`` on ``path`` (released by the kernel if we die).
+
+    Yields True once held; with ``wait=False`` a lock held elsewhere yields False at
+    once (and nothing is held).
+    """
     import fcntl
 
     ensure_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
+        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)

@@ -107,6 +107,10 @@ class BaseStorage:
         """Exclusive while a log is read, numbered and appended to."""
         raise NotImplementedError
 
+    def branch_lock(self, ref: str, wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """Held by the one job growing a branch head; yields False if busy and not ``wait``."""
+        raise NotImplementedError
+
 
 class DiskStorage(BaseStorage):
     """The on-disk layout of DESIGN.md §3."""
@@ -317,6 +321,10 @@ class DiskStorage(BaseStorage):
         """An exclusive advisory lock for read-modify-append of one log."""
         return flocked(self.logs / (name + ".lock"), True)
 
+    def branch_lock(self, ref: str, wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """``locks/heads/<ref>``, flocked (released by the kernel if the holder dies)."""
+        return flocked(self.root / "locks" / "heads" / ref, True, wait=wait)
+
 
 class MemoryStorage(BaseStorage):
     """Everything in dicts; for tests and as the model of the interface's contract."""
@@ -326,6 +334,7 @@ class MemoryStorage(BaseStorage):
         self._refs: dict[str, str] = {}
         self._logs: dict[str, list[bytes]] = {}
         self._mutex = threading.RLock()
+        self._branch_locks: dict[str, threading.Lock] = {}
 
     def put_object(self, oid: str, ext: str, data: bytes) -> bool:
         with self._mutex:
@@ -399,3 +408,15 @@ class MemoryStorage(BaseStorage):
     def log_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock for read-modify-append of one log."""
         return self._mutex
+
+    @contextlib.contextmanager
+    def branch_lock(self, ref: str, wait: bool = True) -> Iterator[bool]:
+        """A lock per branch ref, in this process."""
+        with self._mutex:
+            lock = self._branch_locks.setdefault(ref, threading.Lock())
+        got = lock.acquire(blocking=wait)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()

@@ -38,7 +38,7 @@ FIXED_SIZES = ("1024x1024", "1024x1536", "1536x1024", "auto")
 QUALITY_TOKENS = dict(low=272, medium=1056, high=4160, auto=4160, xhigh=6240, max=8320)
 ERROR_KINDS = {"rate_limit", "server_error", "unauthorized", "moderation", "content_policy"}
 KINDS = ERROR_KINDS | {"honest", "repaint_shift", "wrong_size", "jpeg", "webp", "garbage_b64"}
-KINDS |= {"hang", "n_images"}
+KINDS |= {"hang", "n_images", "trickle", "bad_usage"}
 KEY_URL = "https://platform.openai.com/account/api-keys"
 NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -70,7 +70,7 @@ class Behaviour:
     size: tuple[int, int] = (512, 512)  # wrong_size: (w, h) returned
     retry_after: str | None = "0"  # rate_limit: retry-after header (None: omit it)
     categories: tuple[str, ...] = ("violence",)  # moderation: moderation_details.categories
-    seconds: float = 5.0  # hang: seconds before answering (honestly)
+    seconds: float = 5.0  # hang: seconds before answering (honestly); trickle: per byte
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
 
     def __post_init__(self) -> None:
@@ -100,6 +100,8 @@ class RecordedCall:
     request_id: str = ""
     behaviour: str = ""  # the scripted behaviour consumed ("" if none was)
     status: int = 0  # 0 while the answer is pending (e.g. during "hang")
+    body_bytes: int = 0  # the answer's length
+    bytes_sent: int = 0  # how much of it went out (less when the client gave up: "trickle")
 
 
 @dataclass
@@ -352,14 +354,34 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet
 
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def _send(
+        self,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        trickle: float = 0.0,
+        call: RecordedCall | None = None,
+    ) -> None:
         raw = json.dumps(body).encode()
+        if call is not None:
+            call.body_bytes = len(raw)
         self.send_response(status)
         headers = {"content-type": "application/json", "content-length": str(len(raw))} | headers
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(raw)
+        if not trickle:
+            self.wfile.write(raw)
+            if call is not None:
+                call.bytes_sent = len(raw)
+            return
+        for i in range(len(raw)):  # one byte at a time: every read gets something
+            if self.server.fake._stopping.wait(trickle):
+                return
+            self.wfile.write(raw[i : i + 1])
+            self.wfile.flush()
+            if call is not None:
+                call.bytes_sent = i + 1
 
     def _handle(self) -> None:
         fake = self.server.fake
@@ -369,6 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
         call = RecordedCall(self.path, headers, {}, {}, self.command, request_id=request_id)
         fake._record(call)
         status, payload = 200, {}
+        b: Behaviour | None = None
         out_headers = {"x-request-id": request_id, "openai-version": "2020-10-01"}
         try:
             path = self.path.split("?")[0]
@@ -393,6 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # stop() was called: drop the connection
                 return
             payload = edit_response(call.fields, *validate(call.fields, call.files), b)
+            if b.name == "bad_usage":  # a provider reporting impossible usage
+                payload["usage"]["output_tokens"] = -5000
         except ApiError as err:
             status, payload = err.status, err.body
         except Exception as err:  # a bug in the fake itself: record it, answer 500
@@ -400,7 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = 500, scripted_error(Behaviour("server_error"), "", "").body
         call.status = status
         try:
-            self._send(status, payload, out_headers)
+            trickle = b.seconds if b is not None and b.name == "trickle" else 0.0
+            self._send(status, payload, out_headers, trickle, call)
         except OSError:  # the client gave up (timeout) or stop() cut the connection
             self.close_connection = True
 

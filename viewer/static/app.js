@@ -68,8 +68,19 @@
     const cands = $("#candidates");
     // events of a job we just started come after the page's last one; a reloaded
     // page following a job it did not start reads the log from the beginning
+    const cancelButton = $("#cancel-job");
     const follow = (job, after) => {
       progress.innerHTML = "";
+      if (cancelButton) {
+        cancelButton.hidden = false;
+        cancelButton.disabled = false;
+        cancelButton.onclick = async () => {
+          cancelButton.disabled = true;
+          const r = await fetch(`${base}-/jobs/${session}/${job}/cancel`, { method: "POST", headers: { "X-CSRF-Token": csrf ? csrf.content : "", "X-Requested-With": "fetch" } });
+          if (!r.ok) { const j = await r.json(); cancelButton.disabled = false; cancelButton.textContent = `cannot cancel: ${j.error}`; }
+        };
+      }
+      const finished = () => { if (cancelButton) cancelButton.hidden = true; };
       const line = (text, cls) => { const li = document.createElement("li"); li.textContent = text; if (cls) li.className = cls; progress.appendChild(li); return li; };
       let last = null;
       const es = new EventSource(`${base}-/events/${session}?after=${after || 0}`);
@@ -80,11 +91,12 @@
         if (d.type === "queued") line("queued");
         if (d.type === "started") line("started");
         if (d.type === "progress") { if (last) last.className = "done"; last = line(d.phase, "now"); }
-        if (d.type === "failed") { if (last) last.className = "fail"; line(`failed: ${d.kind}: ${d.message}`, "fail"); es.close(); form.querySelector("button").disabled = false; }
+        if (d.type === "failed") { if (last) last.className = "fail"; line(`failed: ${d.kind}: ${d.message}`, "fail"); es.close(); form.querySelector("button").disabled = false; finished(); }
         if (d.type === "succeeded") {
           if (last) last.className = "done";
           line(`done: ${d.step_ids.length} candidate(s)`, "done");
           es.close();
+          finished();
           form.querySelector("button").disabled = false;
           cands.innerHTML = "";
           const ul = document.createElement("ul"); ul.className = "plain";
