@@ -338,3 +338,14 @@ def test_a_reservation_of_a_dead_process_is_not_held(st) -> None:
     line = LogLine(type="reserve", id="dead", data={"micro_usd": 900_000, "process": {"pid": pid}})
     st.storage.append_log("sessions/s/reservations", msgspec.json.encode(line))
     assert held_micro_usd(st, "s") == 0
+
+
+def test_a_fill_past_its_deadline_is_stopped(st) -> None:
+    from exquisite_store.backends.patchmatch import PatchMatchBackend
+    from exquisite_store.errors import TransientBackendError
+
+    req = core.step_request(st, "s", {"extension_px": 600, "overlap_px": 8})
+    with pytest.raises(TransientBackendError, match="took longer than 0.2s; stopped"):
+        core.grow(st, req, backend=PatchMatchBackend(deadline_s=0.2))
+    (line,) = st.attempts("s")
+    assert line.kind == "TransientBackendError"

@@ -567,3 +567,14 @@ def test_impossible_usage_is_a_decode_error_counted_at_the_estimate(st, fake) ->
     assert record.usage.output_tokens == -5000  # the raw answer, as it came
     assert record.metadata["usage_rejected"].startswith("the backend reported impossible")
     assert record.output_ids and all(record.output_ids)  # its image kept too
+
+
+def test_more_images_than_asked_for_are_dropped(st, fake) -> None:
+    """40 images for ``-n 1``: one candidate, one branch; the record says what was dropped."""
+    fake.script(Behaviour("n_images", n=40))
+    out = grow(st, OpenAIBackend(max_retries=0))
+    assert len(out.step_ids) == 1 and list(out.branches) == ["main"]
+    assert set(heads(st)) == {"main"}
+    step = st.step(out.step_ids[0])
+    record = st.objects.get_manifest(step.response.response_id, BackendResponse)
+    assert len(record.output_ids) == 1 and record.metadata["outputs_dropped"] == "39"

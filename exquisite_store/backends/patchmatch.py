@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import time
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from exquisite_store.backends.base import BackendRequest, BackendResult, LocalBa
 from exquisite_store.errors import Cancelled, PermanentBackendError, TransientBackendError
 
 PATCH_SIZE = 7
+#: a fill that takes longer than this is stopped (its worker killed): a transient error
+DEADLINE_S = 900.0
 
 
 def fill(
@@ -46,9 +49,16 @@ class PatchMatchBackend(LocalBackend):
     name = "patchmatch"
     ignores_prompt = True
 
-    def __init__(self, *, patch_size: int = PATCH_SIZE, in_process: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        patch_size: int = PATCH_SIZE,
+        in_process: bool = False,
+        deadline_s: float = DEADLINE_S,
+    ) -> None:
         self.patch_size = patch_size
         self.in_process = in_process
+        self.deadline_s = deadline_s
 
     def generate(
         self, request: BackendRequest, cancel: threading.Event | None = None
@@ -74,11 +84,17 @@ class PatchMatchBackend(LocalBackend):
         )
         proc.start()
         child.close()
+        end = time.monotonic() + self.deadline_s
         try:
             while not parent.poll(0.05):
                 if cancel is not None and cancel.is_set():
                     proc.kill()
                     raise Cancelled("cancelled during the patchmatch fill")
+                if time.monotonic() > end:
+                    proc.kill()
+                    raise TransientBackendError(
+                        f"the patchmatch fill took longer than {self.deadline_s:g}s; stopped"
+                    )
                 if not proc.is_alive() and not parent.poll(0):
                     raise TransientBackendError(
                         f"patchmatch worker died (exit code {proc.exitcode})"
