@@ -43,12 +43,21 @@ class Manifest(Base, tag_field="kind", kw_only=True):
 # --- canvases -----------------------------------------------------------------
 
 
-class Canvas(Manifest, tag="canvas", kw_only=True):
-    """A canvas on the plane: its rectangle and the id of each tile of the grid.
+#: the schema of a canvas whose tiles hang off a tree of ``CanvasNode`` objects
+CANVAS_TREE_SCHEMA = 2
 
-    Tiles are ``(col, row, image id)``: the cell ``[col*T, (col+1)*T) x [row*T, ...)``
-    intersected with the rectangle, sorted by row then col. The grid is anchored at the
-    plane's origin, so a tile that an edit does not touch keeps its id.
+
+class Canvas(Manifest, tag="canvas", kw_only=True):
+    """A canvas on the plane: its rectangle and its tiles on a grid anchored at the origin.
+
+    A tile is the cell ``[col*T, (col+1)*T) x [row*T, ...)`` intersected with the
+    rectangle, so a tile that an edit does not touch keeps its id.
+
+    - schema 1 (flat): ``tiles`` lists ``(col, row, image id)`` of every cell, sorted by
+      row then col; every step writes the whole list again.
+    - schema 2 (tree): ``root`` is a ``CanvasNode``; the tiles hang off a tree of them
+      (``store/canvas_tree.py``), so a step writes only the nodes above the tiles it
+      changed. ``tiles`` is empty.
     """
 
     x: int
@@ -57,7 +66,21 @@ class Canvas(Manifest, tag="canvas", kw_only=True):
     height: int
     mode: str
     tile_size: int
-    tiles: tuple[tuple[int, int, str], ...]
+    tiles: tuple[tuple[int, int, str], ...] = ()
+    root: str | UnsetType = UNSET
+
+
+class CanvasNode(Manifest, tag="canvas_node", kw_only=True):
+    """One node of a canvas tree: up to 8 x 8 children, each a node or (level 1) a tile.
+
+    ``children`` are ``(col, row, id)`` at the level below, in the tree's coordinates
+    (``store/canvas_tree.py``), sorted by row then col; a node is shared by every
+    canvas whose tiles under it are the same.
+    """
+
+    schema_version: int = CANVAS_TREE_SCHEMA
+    level: int
+    children: tuple[tuple[int, int, str], ...]
 
 
 # --- steps --------------------------------------------------------------------
@@ -246,7 +269,7 @@ class BackendResponse(Manifest, tag="response", kw_only=True):
     metadata: dict[str, str] = {}
 
 
-AnyManifest = Canvas | Step | Attempt | Session | Validation | BackendResponse
+AnyManifest = Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(AnyManifest)

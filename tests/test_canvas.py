@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,7 +10,9 @@ from hypothesis import strategies as st
 
 from exquisite_store.errors import CompositeError
 from exquisite_store.geometry.rect import Rect
+from exquisite_store.manifests import Canvas, CanvasNode
 from exquisite_store.store import Store, compose, compose_full, edit_canvas, put_canvas
+from exquisite_store.store.canvas import iter_tiles
 
 from .helpers import FIXTURE_NAMES, fixture_array, rng_image
 
@@ -125,8 +128,13 @@ def test_edit_rejects_holes_and_mismatched_patches() -> None:
 def test_a_missing_tile_is_an_error_not_garbage() -> None:
     store = Store.memory(tile_size=64)
     canvas = put_canvas(store.objects, rng_image(100, 100), 0, 0, 64)
-    holed = canvas.__class__(
-        **{**{f: getattr(canvas, f) for f in canvas.__struct_fields__}, "tiles": canvas.tiles[:-1]}
-    )
+    tiles = list(iter_tiles(store.objects, canvas))
+    flat = Canvas(x=0, y=0, width=100, height=100, mode="RGB", tile_size=64, tiles=tiles[:-1])
     with pytest.raises(CompositeError, match="no tile"):
+        compose_full(store.objects, flat)
+    # a tree whose node lost a child
+    root = store.objects.get_manifest(canvas.root, CanvasNode)
+    holed_root = store.objects.put_json(msgspec.structs.replace(root, children=root.children[:-1]))
+    holed = msgspec.structs.replace(canvas, root=holed_root)
+    with pytest.raises(CompositeError, match=r"no tile at \(1, 1\)"):
         compose_full(store.objects, holed)

@@ -16,6 +16,7 @@ from PIL import Image
 from exquisite_store import imageio
 from exquisite_store.cli import cli
 from exquisite_store.store import Store
+from exquisite_store.store.canvas import iter_tiles
 
 from .helpers import FIXTURES
 
@@ -84,8 +85,10 @@ def test_show_text_and_image(runner, st) -> None:
     run(runner, st, "new", "s", str(FIXTURES / "alpha.png"))
     store = Store.open(st)
     canvas = store.canvas(store.step(store.refs.head("s", "main")))
-    tile = canvas.tiles[0][2]
+    ((_col, _row, tile),) = iter_tiles(store.objects, canvas)
     assert "200x150 RGBA" in run(runner, st, "show", tile).output
+    node = run(runner, st, "show", canvas.root[:12]).output  # a canvas tree's node
+    assert '"kind": "canvas_node"' in node and tile in node
 
 
 def test_duplicate_session_and_branch(runner, st) -> None:

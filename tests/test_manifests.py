@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -15,6 +17,8 @@ from exquisite_store.store import Store
 
 from .helpers import FIXTURE_NAMES, TickClock, fixture_array
 
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+
 
 def _fixture_manifests() -> dict[str, bytes]:
     store = Store.memory(tile_size=256, clock=TickClock())
@@ -25,7 +29,9 @@ def _fixture_manifests() -> dict[str, bytes]:
             session_name, fixture_array(name), title=f"from {name}", source_name=name
         )
         step = store.step(root)
+        canvas = store.canvas(step)
         out[f"{session_name}/canvas"] = store.objects.get_bytes(step.result.canvas_id)[1]
+        out[f"{session_name}/canvas-root-node"] = store.objects.get_bytes(canvas.root)[1]
         out[f"{session_name}/root-step"] = store.objects.get_bytes(root)[1]
         out[f"{session_name}/session"] = m.encode(session)
     return out
@@ -51,7 +57,25 @@ def test_keys_are_sorted_and_there_is_a_schema_version() -> None:
     for data in _fixture_manifests().values():
         obj = msgspec.json.decode(data)
         assert list(obj) == sorted(obj)
-        assert obj["schema_version"] == m.SCHEMA_VERSION
+        tree = obj["kind"] in ("canvas", "canvas_node")
+        assert obj["schema_version"] == (m.CANVAS_TREE_SCHEMA if tree else m.SCHEMA_VERSION)
+
+
+def test_flat_canvas_manifests_of_older_stores_keep_their_bytes_and_ids() -> None:
+    """The golden manifests of the flat-canvas format (schema 1), as the code before
+    canvas trees wrote them: they still decode, re-encode to the same bytes and keep
+    their ids."""
+    from exquisite_store.ids import hash_object
+
+    golden = json.loads((FIXTURES_DIR / "golden-v1.json").read_text())
+    assert len(golden) == 12
+    for name, entry in golden.items():
+        data = entry["bytes"].encode()
+        obj = m.decode(data)
+        assert m.encode(obj) == data, name
+        assert hash_object("json", data) == entry["id"], name
+        if name.endswith("/canvas"):
+            assert obj.schema_version == 1 and obj.tiles and obj.root is msgspec.UNSET
 
 
 def test_floats_and_unknown_fields_are_refused() -> None:

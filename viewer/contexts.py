@@ -21,7 +21,7 @@ from exquisite_store.manifests import Attempt, Step, Validation, to_builtins
 from exquisite_store.pipeline.cost import reachable_steps, session_spent
 from exquisite_store.pipeline.params import SPECS
 from exquisite_store.store import Store
-from exquisite_store.store.canvas import canvas_rect
+from exquisite_store.store.canvas import canvas_rect, iter_tiles
 from viewer.tree import Node, build_tree, layout, walk
 
 STEPS_MEMO = 32  # (session, branch heads) pairs whose reachable steps are remembered
@@ -275,7 +275,7 @@ def step_context(store: Store, step_id: str, opts: PageOptions = DEFAULT) -> dic
                     "x": col * t - canvas.x if col * t > canvas.x else 0,
                     "y": row * t - canvas.y if row * t > canvas.y else 0,
                 }
-                for col, row, oid in canvas.tiles
+                for col, row, oid in iter_tiles(store.objects, canvas)
             ],
         },
         "bands": _bands(store, step),

@@ -11,7 +11,7 @@ from exquisite_store import imageio
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.manifests import Canvas
 from exquisite_store.store import Store, compose
-from exquisite_store.store.canvas import canvas_rect
+from exquisite_store.store.canvas import canvas_rect, iter_tiles
 from exquisite_store.store.files import atomic_write
 
 THUMB = (240, 160)
@@ -45,7 +45,7 @@ def thumbnail(store: Store, canvas: Canvas, box: tuple[int, int] = THUMB) -> np.
     out = Image.new("RGBA" if canvas.mode == "RGBA" else "RGB", (w, h))
     t = canvas.tile_size
     crect = canvas_rect(canvas)
-    for col, row, oid in canvas.tiles:
+    for col, row, oid in iter_tiles(store.objects, canvas):
         cell = Rect(col * t, row * t, t, t).intersect(crect)
         x0 = int((cell.x - canvas.x) * scale)
         y0 = int((cell.y - canvas.y) * scale)

@@ -7,23 +7,25 @@ from dataclasses import dataclass
 from exquisite_store.backends.base import Backend
 from exquisite_store.backends.replay import ReplayBackend
 from exquisite_store.errors import UserError
+from exquisite_store.manifests import Canvas
 from exquisite_store.pipeline.params import recipe_params
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
+from exquisite_store.store.canvas import same_pixels
 
 
 @dataclass(frozen=True)
 class Reproduction:
-    """The step's canvas id, the re-run's, and whether they match."""
+    """The step's canvas id, the re-run's, and whether they hold the same pixels.
+
+    A step recorded by an older store has a flat canvas; its re-run makes a canvas
+    tree: another id, the same picture (``same_pixels``), and that is a match.
+    """
 
     step_id: str
     expected: str
     got: str
-
-    @property
-    def matches(self) -> bool:
-        """True when the re-run produced the identical canvas."""
-        return self.expected == self.got
+    matches: bool
 
 
 def reproduce(
@@ -60,4 +62,13 @@ def reproduce(
         if len(out.canvas_ids) > step.response.candidate
         else ""
     )
-    return Reproduction(step_id=step_id, expected=step.result.canvas_id, got=got)
+    expected = step.result.canvas_id
+    same = bool(got) and (
+        got == expected
+        or same_pixels(
+            store.objects,
+            store.objects.get_manifest(expected, Canvas),
+            store.objects.get_manifest(got, Canvas),
+        )
+    )
+    return Reproduction(step_id=step_id, expected=expected, got=got, matches=same)

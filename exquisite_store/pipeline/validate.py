@@ -9,7 +9,7 @@ from exquisite_store.geometry.plan import StepPlan
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.geometry.scores import drift_scores, seam_score
 from exquisite_store.manifests import Canvas, Check, Scores, Validation
-from exquisite_store.store.canvas import canvas_rect, compose
+from exquisite_store.store.canvas import canvas_rect, compose, differing_tiles
 from exquisite_store.store.objects import ObjectStore
 
 
@@ -17,18 +17,17 @@ def immutable_mismatches(objects: ObjectStore, parent: Canvas, child: Canvas, ch
     """Pixels of the parent outside ``changed`` that differ in ``child``.
 
     A tile with the parent's id holds the parent's pixels (ids name content), so only
-    tiles whose id changed are compared pixel by pixel: the cost follows the band.
+    tiles whose id changed are compared pixel by pixel, and in canvas trees a shared
+    subtree is not even read: the cost follows the band.
     """
     prect, crect = canvas_rect(parent), canvas_rect(child)
     if not crect.contains(prect):
         return prect.area - prect.intersect(crect).area
     t = child.tile_size
-    old = {(c, r): oid for c, r, oid in parent.tiles}
     bad = 0
-    for col, row, oid in child.tiles:
-        cell = Rect(col * t, row * t, t, t)
-        region = cell.intersect(prect)
-        if region.empty or old.get((col, row)) == oid:
+    for col, row, _oid in differing_tiles(objects, parent, child):
+        region = Rect(col * t, row * t, t, t).intersect(prect)
+        if region.empty:
             continue
         before = compose(objects, parent, region)
         after = compose(objects, child, region)
