@@ -41,8 +41,12 @@ def test_random_round_trip(h, w, x, y, channels, tile, seed) -> None:
     arr = rng_image(h, w, seed, channels)
     canvas = put_canvas(store.objects, arr, x, y, tile)
     assert np.array_equal(compose_full(store.objects, canvas), arr)
-    # every tile lies in one grid cell anchored at the origin
-    for col, row, oid in canvas.tiles:
+    # every tile lies in one grid cell anchored at the origin, and every cell has one
+    tiles = list(iter_tiles(store.objects, canvas))
+    cols = range(x // tile, (x + w - 1) // tile + 1)
+    rows = range(y // tile, (y + h - 1) // tile + 1)
+    assert [(c, r) for c, r, _ in tiles] == [(c, r) for r in rows for c in cols]
+    for col, row, oid in tiles:
         t = store.objects.get_image(oid)
         assert t.shape[0] <= tile and t.shape[1] <= tile
         assert Rect(col * tile, row * tile, tile, tile).intersect(Rect(x, y, w, h)).area > 0
@@ -93,8 +97,9 @@ def test_edit_keeps_untouched_tiles_and_pixels(direction: str) -> None:
     assert full.shape[:2] == (new_rect.h, new_rect.w)
     assert np.array_equal(full[prect.slices(new_rect)], base)
     assert np.array_equal(full[patch_rect.slices(new_rect)], patch)
-    old = {(c, r): oid for c, r, oid in parent.tiles}
-    new = {(c, r): oid for c, r, oid in child.tiles}
+    old = {(c, r): oid for c, r, oid in iter_tiles(store.objects, parent)}
+    new = {(c, r): oid for c, r, oid in iter_tiles(store.objects, child)}
+    assert old and new
     for key, oid in old.items():
         cell = Rect(key[0] * t, key[1] * t, t, t)
         if cell.intersect(patch_rect).empty and cell.intersect(new_rect) == cell.intersect(prect):

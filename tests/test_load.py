@@ -21,6 +21,7 @@ from exquisite_store.errors import StepFailure
 from exquisite_store.manifests import Attempt
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
+from exquisite_store.store.canvas import iter_tiles
 from exquisite_store.store.fsck import fsck
 
 from . import fault_helpers as fh
@@ -175,7 +176,7 @@ def viewer_session(root: Path) -> tuple[Store, dict[str, list[str]]]:
         run_step(st, "load", backend_impl=WrongSizeBackend(), extension_px=8, overlap_px=2)
     attempt = st.attempts("load")[-1].id
     steps = [*ids, *side]
-    tiles = sorted({t[2] for s in steps for t in st.canvas(st.step(s)).tiles})
+    tiles = sorted({t[2] for s in steps for t in iter_tiles(st.objects, st.canvas(st.step(s)))})
     urls = {
         "page": ["/", "/s/load", f"/attempt/{attempt}"]
         + [f"/step/{s}" for s in steps]
