@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
+from collections.abc import Iterable
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -152,3 +156,65 @@ def write_png(path: str, arr: np.ndarray, *, text: dict[str, str] | None = None)
     """Save an array as a PNG file, with optional iTXt chunks."""
     with open(path, "wb") as f:
         f.write(encode_png(from_array(arr), compress_level=6, text=text))
+
+
+_PNG_COLOUR_TYPES = {"RGB": (2, 3), "RGBA": (6, 4)}
+
+
+def _chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
+    f.write(struct.pack(">I", len(data)) + kind + data)
+    f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
+
+
+def _paeth_filtered(rows: np.ndarray, prev: np.ndarray, channels: int) -> np.ndarray:
+    """PNG filter type 4 (Paeth) of ``rows`` (H x W*C uint8) below row ``prev``."""
+    x = rows.astype(np.int16)
+    up = np.vstack([prev[None, :].astype(np.int16), x[:-1]])
+    left = np.zeros_like(x)
+    left[:, channels:] = x[:, :-channels]
+    up_left = np.zeros_like(x)
+    up_left[:, channels:] = up[:, :-channels]
+    p = left + up - up_left
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
+    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    return ((x - pred) & 0xFF).astype(np.uint8)
+
+
+def write_png_bands(
+    f: BinaryIO,
+    width: int,
+    height: int,
+    mode: str,
+    bands: Iterable[np.ndarray],
+    *,
+    compress_level: int = 6,
+    text: dict[str, str] | None = None,
+) -> None:
+    """Write a PNG from row bands (top to bottom, each H x width x C).
+
+    Memory follows one band, never the whole image. Rows use the Paeth filter, as
+    encoders do for photos; the pixels read back bit for bit.
+    """
+    colour_type, channels = _PNG_COLOUR_TYPES[mode]
+    f.write(b"\x89PNG\r\n\x1a\n")
+    _chunk(f, b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+    for key, value in (text or {}).items():
+        _chunk(f, b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+    z = zlib.compressobj(compress_level)
+    prev = np.zeros(width * channels, dtype=np.uint8)
+    rows_written = 0
+    for band in bands:
+        if band.ndim != 3 or band.shape[1:] != (width, channels) or band.dtype != np.uint8:
+            raise ValueError(f"a band of shape {band.shape}, expected H x {width} x {channels}")
+        rows = np.ascontiguousarray(band).reshape(band.shape[0], width * channels)
+        filtered = _paeth_filtered(rows, prev, channels)
+        lines = np.hstack([np.full((rows.shape[0], 1), 4, np.uint8), filtered])
+        data = z.compress(lines.tobytes())
+        if data:
+            _chunk(f, b"IDAT", data)
+        prev = rows[-1].copy()
+        rows_written += rows.shape[0]
+    if rows_written != height:
+        raise ValueError(f"{rows_written} rows written, the header says {height}")
+    _chunk(f, b"IDAT", z.flush())
+    _chunk(f, b"IEND", b"")

@@ -11,6 +11,7 @@ from exquisite_store import imageio, manifests
 from exquisite_store.cli.helpers import open_store, store_path
 from exquisite_store.errors import AlreadyExists, UserError
 from exquisite_store.store import Store
+from exquisite_store.store.canvas import write_canvas_png
 from exquisite_store.store.fsck import fsck as run_fsck
 from exquisite_store.store.gc import gc as run_gc
 from exquisite_store.store.locks import unlock as run_unlock
@@ -55,13 +56,13 @@ def show(ctx: click.Context, object_id: str) -> None:
 def canvas(ctx: click.Context, step: str, output: str) -> None:
     """Write the full canvas of STEP (id prefix or SESSION:BRANCH) as a PNG."""
     store = open_store(ctx)
-    sid = store.resolve_step(step)
-    arr = store.canvas_pixels(store.step(sid))
-    try:
-        imageio.write_png(output, arr)
+    canvas = store.canvas(store.step(store.resolve_step(step)))
+    try:  # streamed band by band: a 20,000 x 20,000 canvas never sits in memory whole
+        with open(output, "wb") as f:
+            write_canvas_png(store.objects, canvas, f)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {output} ({arr.shape[1]}x{arr.shape[0]})")
+    click.echo(f"wrote {output} ({canvas.width}x{canvas.height})")
 
 
 @click.command()

@@ -11,13 +11,14 @@ makes a tree.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 from msgspec import UNSET
 
 from exquisite_store.errors import CompositeError
 from exquisite_store.geometry.rect import Rect
-from exquisite_store.imageio import CANVAS_MODES, mode_of
+from exquisite_store.imageio import CANVAS_MODES, mode_of, write_png_bands
 from exquisite_store.manifests import Canvas
 from exquisite_store.store import canvas_tree
 from exquisite_store.store.objects import ObjectStore
@@ -212,3 +213,37 @@ def same_pixels(objects: ObjectStore, a: Canvas, b: Canvas) -> bool:
     if (canvas_rect(a), a.mode, a.tile_size) != (canvas_rect(b), b.mode, b.tile_size):
         return False
     return list(iter_tiles(objects, a)) == list(iter_tiles(objects, b))
+
+
+def iter_bands(objects: ObjectStore, canvas: Canvas) -> Iterator[np.ndarray]:
+    """The canvas top to bottom, one row of tiles at a time (full width, tile height).
+
+    Memory follows one band, never the whole canvas: what ``exq canvas`` and every
+    full-canvas PNG are encoded from.
+    """
+    t = canvas.tile_size
+    y, bottom = canvas.y, canvas.y + canvas.height
+    while y < bottom:
+        next_y = min(bottom, (y // t + 1) * t)
+        yield compose(objects, canvas, Rect(canvas.x, y, canvas.width, next_y - y))
+        y = next_y
+
+
+def write_canvas_png(
+    objects: ObjectStore,
+    canvas: Canvas,
+    f: BinaryIO,
+    *,
+    compress_level: int = 6,
+    text: dict[str, str] | None = None,
+) -> None:
+    """The whole canvas as a PNG, encoded band by band (memory O(width x tile))."""
+    write_png_bands(
+        f,
+        canvas.width,
+        canvas.height,
+        canvas.mode,
+        iter_bands(objects, canvas),
+        compress_level=compress_level,
+        text=text,
+    )
