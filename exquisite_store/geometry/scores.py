@@ -52,28 +52,58 @@ def seam_score(strip_canon: np.ndarray, seam_col: int) -> int:
             f"(strip width {strip_canon.shape[1]})",
             field="seam_col",
         )
-    ratios = [
-        _ratio_at(strip_canon, seam_col - lag, block)
-        for block in SCORE_SCALES
-        for lag in range(0, block, max(1, block // PHASES))
-    ]
+    ratios = []
+    for block in SCORE_SCALES:
+        sums = _RowSums(strip_canon, seam_col, block)
+        for lag in range(0, block, max(1, block // PHASES)):
+            ratios.append(sums.ratio_at(seam_col - lag))
     worst = max(r for r in ratios if r is not None)
     return int(np.floor(1000.0 * worst + 0.5))
 
 
-def _ratio_at(strip: np.ndarray, boundary: int, block: int) -> float | None:
-    """Jump / texture across one block boundary, or None where the strip is too small."""
-    height, width, ch = strip.shape
-    left, right, rows = boundary // block, (width - boundary) // block, height // block
-    if block > 1 and (left < 2 or right < 2 or rows < 1):
-        return None
-    # Blocks are aligned on the boundary so that it stays a boundary between two blocks.
-    start = boundary - left * block
-    a = strip[: rows * block, start : boundary + right * block].astype(np.float64)
-    if block > 1:
-        a = a.reshape(rows, block, left + right, block, ch).mean(axis=(1, 3))
-    diffs = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))
-    seam_pair = left - 1
+class _RowSums:
+    """Sums over blocks of ``block`` rows, on the columns near the seam only.
+
+    The score looks at the seam pair and NEIGHBOUR_PAIRS pairs on each side, so only
+    ``NEIGHBOUR_PAIRS + 1`` blocks each side (plus the coarse scales' lags) are read:
+    the cost follows the seam's length, not the strip's width. Integer sums, not
+    float means: a mean's difference is a sum's difference over the block's area.
+    """
+
+    def __init__(self, strip: np.ndarray, seam_col: int, block: int) -> None:
+        height, width, ch = strip.shape
+        self.block, self.width, self.ch = block, width, ch
+        self.rows = height // block
+        reach = (NEIGHBOUR_PAIRS + 1) * block
+        self.lo = max(0, seam_col - (block - 1) - reach)
+        hi = min(width, seam_col + reach)
+        window = strip[: self.rows * block, self.lo : hi]
+        if block == 1:
+            self.sums = window.astype(np.int32)
+        else:
+            self.sums = window.reshape(self.rows, block, hi - self.lo, ch).sum(
+                axis=1, dtype=np.int32
+            )
+
+    def ratio_at(self, boundary: int) -> float | None:
+        """Jump / texture across one block boundary, or None where the strip is too small."""
+        block, rows, ch = self.block, self.rows, self.ch
+        left, right = boundary // block, (self.width - boundary) // block
+        if block > 1 and (left < 2 or right < 2 or rows < 1):
+            return None
+        # blocks aligned on the boundary, so that it stays a boundary between two blocks
+        n_left, n_right = min(left, NEIGHBOUR_PAIRS + 1), min(right, NEIGHBOUR_PAIRS + 1)
+        start = boundary - n_left * block - self.lo
+        cols = self.sums[:, start : start + (n_left + n_right) * block]
+        if block > 1:
+            cols = cols.reshape(rows, n_left + n_right, block, ch).sum(axis=2, dtype=np.int32)
+        area = block * block * rows * ch
+        diffs = np.abs(np.diff(cols, axis=1)).sum(axis=(0, 2), dtype=np.int64) / area
+        return _ratio(diffs, n_left - 1)
+
+
+def _ratio(diffs: np.ndarray, seam_pair: int) -> float:
+    """The seam pair's change over the median change of its neighbours (floored)."""
     jump = float(diffs[seam_pair])
     lo, hi = max(0, seam_pair - NEIGHBOUR_PAIRS), seam_pair + 1 + NEIGHBOUR_PAIRS
     neighbours = np.concatenate([diffs[lo:seam_pair], diffs[seam_pair + 1 : hi]])
@@ -107,10 +137,10 @@ def drift_scores(
 
 def _drift(truth: np.ndarray, model: np.ndarray) -> tuple[int, int]:
     """``(1000 x mean absolute level difference, per-mille of changed pixels)``, exact ints."""
-    diff = np.abs(truth.astype(np.int64) - model.astype(np.int64))
+    diff = np.abs(truth.astype(np.int16) - model.astype(np.int16))  # |a - b| <= 255
     if diff.size == 0:
         return 0, 0
-    mean_abs = div_round(1000 * int(diff.sum()), diff.size)
+    mean_abs = div_round(1000 * int(diff.sum(dtype=np.int64)), diff.size)
     pixels = diff.shape[0] * diff.shape[1]
     changed = int((diff.max(axis=2) > CHANGED_LEVELS).sum())
     return mean_abs, div_round(1000 * changed, pixels)

@@ -122,11 +122,17 @@ def fit_colour(source: np.ndarray, target: np.ndarray) -> tuple[tuple[int, ...],
 def correct_colour(
     arr: np.ndarray, gain_milli: tuple[int, ...], offset_milli: tuple[int, ...]
 ) -> np.ndarray:
-    """Apply ``value * gain / 1000 + offset / 1000`` per channel, rounded half up and clipped."""
-    gain = np.asarray(gain_milli, dtype=np.int64)
-    offset = np.asarray(offset_milli, dtype=np.int64)
-    out = div_round(arr.astype(np.int64) * gain + offset, 1000)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    """Apply ``value * gain / 1000 + offset / 1000`` per channel, rounded half up and clipped.
+
+    Through a 256-entry table per channel (the same integers, computed once per value),
+    so the cost is one lookup per pixel.
+    """
+    values = np.arange(256, dtype=np.int64)
+    out = np.empty_like(arr)
+    for c in range(arr.shape[2]):
+        table = np.clip(div_round(values * gain_milli[c] + offset_milli[c], 1000), 0, 255)
+        out[:, :, c] = table.astype(np.uint8)[arr[:, :, c]]
+    return out
 
 
 def _ramp(true_zone: np.ndarray, model_zone: np.ndarray) -> np.ndarray:

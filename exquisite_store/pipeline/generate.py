@@ -20,7 +20,7 @@ from exquisite_store.errors import (
 )
 from exquisite_store.manifests import BackendResponse, Response
 from exquisite_store.pipeline.job import Job
-from exquisite_store.pipeline.outputs import decode_output
+from exquisite_store.pipeline.outputs import decode_output_keeping
 from exquisite_store.pipeline.prepare import Prepared
 from exquisite_store.store import Store
 
@@ -131,8 +131,9 @@ def decode_result(
     for data in images:
         try:
             _check_header(data, req.width, req.height)
-            raw, refused = decode_output(data)
-            output_ids.append(store.objects.put_image(raw))  # kept as returned
+            raw, refused, keep = decode_output_keeping(data)
+            # kept as returned: a PNG that decodes to these pixels is not encoded again
+            output_ids.append(store.objects.put_image(raw, data if keep else None))
             outputs.append(refused or np.ascontiguousarray(raw[:, :, :3]))
         except StepFailure as exc:
             output_ids.append("")

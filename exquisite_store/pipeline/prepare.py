@@ -205,5 +205,5 @@ def store_request(objects: ObjectStore, prepared: Prepared) -> None:
     """Store the prompts, the context, the frame and the mask (before any call)."""
     objects.put_text(prepared.user_prompt)
     objects.put_text(prepared.final_prompt)
-    for arr in (prepared.context, prepared.backend_request.image, prepared.backend_request.mask):
-        objects.put_image(arr)
+    req = prepared.backend_request
+    objects.put_images([prepared.context, req.image, req.mask])

@@ -96,9 +96,10 @@ def put_canvas(objects: ObjectStore, arr: np.ndarray, x: int, y: int, tile_size:
         raise CompositeError(f"a canvas must be RGB or RGBA, not {mode}")
     rect = Rect(x, y, arr.shape[1], arr.shape[0])
     tree = canvas_tree.TreeEdit(objects, None, rect, tile_size)
-    for col, row, cell in _cells(rect, tile_size):
-        rows, cols = cell.slices(rect)
-        tree.set_tile(col, row, objects.put_image(arr[rows, cols]))
+    cells = _cells(rect, tile_size)
+    ids = objects.put_images([arr[cell.slices(rect)] for _, _, cell in cells])
+    for (col, row, _), oid in zip(cells, ids, strict=True):
+        tree.set_tile(col, row, oid)
     return tree.write(dict(x=x, y=y, width=rect.w, height=rect.h, mode=mode))
 
 
@@ -163,6 +164,7 @@ def edit_canvas(
         for col, row, oid in parent.tiles:
             if (col, row) not in changed:
                 tree.set_tile(col, row, oid)
+    cells, tiles = [], []
     for col, row, cell in _changed_cells(patch_rect, new_rect, t):
         tile = np.empty((cell.h, cell.w, patch.shape[2]), dtype=np.uint8)
         in_parent = cell.intersect(prect)
@@ -170,7 +172,10 @@ def edit_canvas(
         if not in_parent.empty:
             tile[in_parent.slices(cell)] = compose(objects, parent, in_parent)
         tile[in_patch.slices(cell)] = patch[in_patch.slices(patch_rect)]
-        tree.set_tile(col, row, objects.put_image(tile))
+        cells.append((col, row))
+        tiles.append(tile)
+    for (col, row), oid in zip(cells, objects.put_images(tiles), strict=True):
+        tree.set_tile(col, row, oid)
     base = dict(x=new_rect.x, y=new_rect.y, width=new_rect.w, height=new_rect.h, mode=parent.mode)
     return tree.write(base)
 

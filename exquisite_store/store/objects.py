@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -27,6 +30,15 @@ from exquisite_store.ids import (
 from exquisite_store.store.storage import BaseStorage
 
 M = TypeVar("M", bound=manifests.Manifest)
+#: threads that encode and write images at once (Pillow's encoder releases the GIL)
+ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
+
+
+@functools.cache
+def _encoders() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="exq-encode")
+
+
 _KIND_OF_EXT = {v: k for k, v in EXTENSIONS.items()}
 
 
@@ -56,15 +68,32 @@ class ObjectStore:
 
     # --- writing ---------------------------------------------------------------
 
-    def put_image(self, arr: np.ndarray) -> ObjectId:
-        """Store an image array as PNG under its pixel id."""
+    def put_image(self, arr: np.ndarray, png: bytes | None = None) -> ObjectId:
+        """Store an image array as PNG under its pixel id.
+
+        Pixels already stored are not encoded again (only freshened for gc). ``png``,
+        when given, is stored as it is: it must decode to exactly ``arr`` (a backend's
+        answer kept as returned, see ``pipeline.outputs``).
+        """
         arr = np.ascontiguousarray(arr, dtype=np.uint8)
         oid = image_id(arr)
-        if self.storage.put_object(oid, "png", imageio.encode_png(imageio.from_array(arr))):
+        if self.storage.touch_object(oid):
+            return oid
+        data = png if png is not None else imageio.encode_png(imageio.from_array(arr))
+        if self.storage.put_object(oid, "png", data):
             frozen = arr.copy()
             frozen.flags.writeable = False
             self._remember(oid, frozen)
         return oid
+
+    def put_images(self, arrays: list[np.ndarray]) -> list[ObjectId]:
+        """Store several images at once; their ids, in order.
+
+        PNG encoding (which frees the GIL) and the writes run in parallel threads.
+        """
+        if len(arrays) < 2:
+            return [self.put_image(a) for a in arrays]
+        return list(_encoders().map(self.put_image, arrays))
 
     def put_text(self, text: str) -> ObjectId:
         """Store UTF-8 text."""

@@ -50,6 +50,10 @@ class BaseStorage:
         """The extension and bytes of an object; NotFound if absent."""
         raise NotImplementedError
 
+    def touch_object(self, oid: str) -> bool:
+        """Freshen a stored object for gc, as ``put_object`` would; False if absent."""
+        raise NotImplementedError
+
     def has_object(self, oid: str) -> bool:
         """Whether an object is stored."""
         raise NotImplementedError
@@ -149,6 +153,14 @@ class DiskStorage(BaseStorage):
         if path is None:
             raise NotFound(f"no object {oid}", id=oid)
         return path.suffix[1:], path.read_bytes()
+
+    def touch_object(self, oid: str) -> bool:
+        path = self._find(oid)
+        if path is None:
+            return False
+        with contextlib.suppress(OSError):
+            os.utime(path)  # a concurrent gc sees it as fresh
+        return True
 
     def has_object(self, oid: str) -> bool:
         return self._find(oid) is not None
@@ -333,7 +345,8 @@ class MemoryStorage(BaseStorage):
         self._objects: dict[str, tuple[str, bytes, float]] = {}
         self._refs: dict[str, str] = {}
         self._logs: dict[str, list[bytes]] = {}
-        self._mutex = threading.RLock()
+        self._mutex = threading.RLock()  # the dicts' consistency, held briefly
+        self._writers = threading.RLock()  # the store lock and log locks (held long)
         self._branch_locks: dict[str, threading.Lock] = {}
 
     def put_object(self, oid: str, ext: str, data: bytes) -> bool:
@@ -351,6 +364,14 @@ class MemoryStorage(BaseStorage):
         except KeyError:
             raise NotFound(f"no object {oid}", id=oid) from None
         return ext, data
+
+    def touch_object(self, oid: str) -> bool:
+        with self._mutex:
+            if oid not in self._objects:
+                return False
+            ext, data, _ = self._objects[oid]
+            self._objects[oid] = (ext, data, time.time())
+            return True
 
     def has_object(self, oid: str) -> bool:
         return oid in self._objects
@@ -403,11 +424,13 @@ class MemoryStorage(BaseStorage):
         return sorted(n for n in self._logs if n.startswith(prefix))
 
     def writer_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
-        return self._mutex
+        # not the data mutex: a writer holds this while other threads (the image
+        # encoders) store objects for it
+        return self._writers
 
     def log_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock for read-modify-append of one log."""
-        return self._mutex
+        return self._writers
 
     @contextlib.contextmanager
     def branch_lock(self, ref: str, wait: bool = True) -> Iterator[bool]:
