@@ -114,8 +114,13 @@ def test_a_link_at_any_depth_of_an_objects_path_is_refused(world, tmp_path: Path
         "objects/fan": root / "objects" / oid[:2],
         "objects/fan/file": object_file(root, oid, "txt"),
     }[depth]
-    shutil.copytree(link, moved, symlinks=True) if link.is_dir() else shutil.copy(link, moved)
-    shutil.rmtree(link) if link.is_dir() else (link.chmod(0o644), link.unlink())
+    if link.is_dir():  # the same content, moved out and linked back in
+        shutil.copytree(link, moved, symlinks=True)
+        shutil.rmtree(link)
+    else:
+        shutil.copy(link, moved)
+        link.chmod(0o644)
+        link.unlink()
     link.symlink_to(moved)
     named = link.relative_to(root).as_posix()
 
