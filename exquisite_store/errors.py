@@ -115,16 +115,32 @@ class ManifestError(StoreError):
     kind = "manifest_error"
 
 
+class LayoutError(StoreError):
+    """A path of the store that is not what the layout says it is.
+
+    A symbolic link (never followed), a directory where a file belongs, a file where a
+    directory belongs, or something that is no regular file at all.
+    """
+
+    kind = "layout_error"
+
+
 class LockHeld(StoreError):
-    """A lock file exists; reported with the holder's pid and the lock's age."""
+    """A lock file exists; reported with the holder (pid, host) and the lock's age.
+
+    ``path`` is relative to the store: records never name this machine's paths.
+    """
 
     kind = "lock_held"
 
-    def __init__(self, message: str, *, path: str, pid: int | None, age_s: int) -> None:
-        super().__init__(message, path=path, pid=pid, age_s=age_s)
+    def __init__(
+        self, message: str, *, path: str, pid: int | None, age_s: int, host: str = ""
+    ) -> None:
+        super().__init__(message, path=path, pid=pid, age_s=age_s, host=host)
         self.path = path
         self.pid = pid
         self.age_s = age_s
+        self.host = host
 
 
 # --- step failures (DESIGN.md §4): each becomes an attempt record -----------

@@ -189,6 +189,45 @@ def no_store(root: Path, t: dict[str, str]) -> None:
     shutil.rmtree(root)
 
 
+OUTSIDE_SECRET = "a file of this machine, outside the store"
+
+
+def outside(root: Path) -> Path:
+    """A folder beside the store (what a planted link points at)."""
+    out = root.parent / "outside"
+    out.mkdir(exist_ok=True)
+    return out
+
+
+def link_prompt(root: Path, t: dict[str, str]) -> None:
+    """Step 1's prompt object replaced by a link to a file outside the store."""
+    secret = outside(root) / "secret.txt"
+    secret.write_text(OUTSIDE_SECRET)
+    path = root / "objects" / t["<prompt1>"][:2] / f"{t['<prompt1>']}.txt"
+    path.chmod(0o644)
+    path.unlink()
+    path.symlink_to(secret)
+
+
+def link_session(root: Path, t: dict[str, str]) -> None:
+    """The session's folders (refs, reflogs, logs) moved out and linked back in."""
+    for sub in (f"refs/{S}", f"logs/refs/{S}", f"logs/sessions/{S}"):
+        away = outside(root) / sub.replace("/", "-")
+        shutil.move(root / sub, away)
+        (root / sub).symlink_to(away, target_is_directory=True)
+
+
+def ref_dir_new(root: Path, t: dict[str, str]) -> None:
+    """A directory where a branch ``x`` would be."""
+    (root / f"refs/{S}/heads/x").mkdir()
+
+
+def ref_dir_main(root: Path, t: dict[str, str]) -> None:
+    """Branch main (HEAD's) replaced by a directory."""
+    (root / f"refs/{S}/heads/main").unlink()
+    (root / f"refs/{S}/heads/main").mkdir()
+
+
 def orphan(root: Path, t: dict[str, str]) -> None:
     """An unreachable object a moment old: inside any grace period."""
     Store.open(root).objects.put_text("an orphan a moment old: a step may be about to use it")
@@ -266,6 +305,13 @@ def UP(content: Callable[[], bytes], filename: str = "start.png") -> Req:
 
 
 FLAT = "<fixtures>/flat.png"
+LINKED = "is a symbolic link; the store never follows one"
+LINKED_PROMPT = ("unsafe path objects/<pp1>/<prompt1>.txt", "missing object <prompt1>")
+LINKED_SESSION = tuple(f"unsafe path {d}/{S}: a symbolic link" for d in ("refs", "logs/refs"))
+LINKED_SESSION += (f"unsafe path logs/sessions/{S}: a symbolic link",)
+X_DIR = f"refs/{S}/heads/x is a directory where a file belongs"
+X_BAD = (f"bad ref {S}/heads/x: a directory where a ref belongs",)
+MAIN_DIR = (f"bad ref {S}/heads/main: a directory", f"bad ref {S}/HEAD: refs/{S}/heads/main")
 NAME = "may hold only letters"
 REF_MESSAGE = "not an object id"  # technically right, but it names no ref (see the report)
 
@@ -549,6 +595,103 @@ CASES: list[Case] = [
         setup=toml_version,
         damage=("store.toml",),
     ),
+    # --- CLI: links and directories where files belong (never followed, never a traceback) ---
+    C(
+        "cli-linked-prompt-show",
+        ("show", "<prompt1>"),
+        LINKED,
+        setup=link_prompt,
+        damage=LINKED_PROMPT,
+    ),
+    C("cli-linked-prompt-log", ("log", S), LINKED, setup=link_prompt, damage=LINKED_PROMPT),
+    C(
+        "cli-linked-prompt-fsck",
+        ("fsck",),
+        "unsafe path objects/<pp1>/<prompt1>.txt: a symbolic link, never followed",
+        form="report",
+        setup=link_prompt,
+        damage=LINKED_PROMPT,
+    ),
+    C(
+        "cli-linked-prompt-gc",
+        ("gc", "--grace", "0"),
+        "gc refuses to run while the store holds links: objects/<pp1>/<prompt1>.txt",
+        setup=link_prompt,
+        damage=LINKED_PROMPT,
+    ),
+    C(
+        "cli-linked-session-gc-dry-run",
+        ("gc", "--dry-run", "--grace", "0"),
+        f"gc refuses to run while the store holds links: logs/refs/{S}",
+        setup=link_session,
+        damage=LINKED_SESSION,
+    ),
+    C(
+        "cli-linked-session-fsck",
+        ("fsck",),
+        f"unsafe path refs/{S}: a symbolic link",
+        form="report",
+        setup=link_session,
+        damage=LINKED_SESSION,
+    ),
+    C(
+        "cli-linked-session-log",
+        ("log", S),
+        f"refs/{S} {LINKED}",
+        setup=link_session,
+        damage=LINKED_SESSION,
+    ),
+    C(
+        "cli-linked-session-step",
+        ("step", S, "--px", "8"),
+        f"refs/{S} {LINKED}",
+        setup=link_session,
+        damage=LINKED_SESSION,
+    ),
+    C(
+        "cli-ref-directory-branch",
+        ("branch", S, "x", "--from", "<step0>"),
+        X_DIR,
+        setup=ref_dir_new,
+        damage=X_BAD,
+    ),
+    C(
+        "cli-ref-directory-step",
+        ("step", S, "--branch", "x", "--from", "<step0>", "--px", "8"),
+        X_DIR,
+        setup=ref_dir_new,
+        damage=X_BAD,
+    ),
+    C(
+        "cli-ref-directory-fsck",
+        ("fsck",),
+        f"bad ref {S}/heads/x: a directory where a ref belongs",
+        form="report",
+        setup=ref_dir_new,
+        damage=X_BAD,
+    ),
+    C(
+        "cli-ref-main-directory-step",
+        ("step", S, "--px", "8"),
+        f"refs/{S}/heads/main is a directory where a file belongs",
+        setup=ref_dir_main,
+        damage=MAIN_DIR,
+    ),
+    C(
+        "cli-ref-main-directory-log",
+        ("log", S),
+        f"refs/{S}/heads/main is a directory where a file belongs",
+        setup=ref_dir_main,
+        damage=MAIN_DIR,
+    ),
+    C(
+        "cli-ref-main-directory-fsck",
+        ("fsck",),
+        f"bad ref {S}/heads/main: a directory where a ref belongs",
+        form="report",
+        setup=ref_dir_main,
+        damage=MAIN_DIR,
+    ),
     # --- HTTP: paths --------------------------------------------------------------------------
     H("http-step-dotdot", Req("GET", "/step/../../etc/passwd"), "not found", 404),
     H("http-session-encoded-dots", Req("GET", "/s/%2e%2e%2f%2e%2e"), "not found", 404),
@@ -804,6 +947,39 @@ CASES: list[Case] = [
         "store.toml is damaged",
         setup=toml_garbage,
         damage=("store.toml",),
+    ),
+    # --- HTTP: links (410: damaged here, named; the linked file's bytes never sent) ---------------
+    H(
+        "http-linked-prompt-object",
+        Req("GET", "/-/objects/<prompt1>"),
+        LINKED,
+        410,
+        setup=link_prompt,
+        damage=LINKED_PROMPT,
+    ),
+    H(
+        "http-linked-prompt-step-page",
+        Req("GET", "/step/<step1>.json"),
+        LINKED,
+        410,
+        setup=link_prompt,
+        damage=LINKED_PROMPT,
+    ),
+    H(
+        "http-linked-session-page",
+        Req("GET", f"/s/{S}.json"),
+        f"refs/{S} {LINKED}",
+        410,
+        setup=link_session,
+        damage=LINKED_SESSION,
+    ),
+    H(
+        "http-ref-directory-branch",
+        J(f"/s/{S}/branch", {"branch": "x", "step": "<step0>"}),
+        X_DIR,
+        410,
+        setup=ref_dir_new,
+        damage=X_BAD,
     ),
     # --- backends: what a model sends back ------------------------------------------------------
     B(
@@ -1122,6 +1298,7 @@ def check_fsck(case: Case, root: Path, template: Path, tokens: dict[str, str]) -
     found = [f"damaged object {d}" for d in rep.damaged]
     found += [f"missing object {oid} (referenced by {p})" for p, oid in rep.missing]
     found += [f"bad ref {b}" for b in rep.bad_refs]
+    found += [f"unsafe path {u}" for u in rep.unsafe]
     expected = [sub(d, tokens) for d in case.damage if d not in ("store.toml", "nostore")]
     problems = [f"fsck found {f[:200]!r}" for f in found if not any(e in f for e in expected)]
     problems += [f"fsck missed {e!r}" for e in expected if not any(e in f for f in found)]
@@ -1138,9 +1315,12 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A store with a session (steps, a 2-candidate branch, an attempt), fsck-clean."""
     root = tmp_path_factory.mktemp("hostile") / "template"
     w = make_session(root, S)
+    prompt1 = w["store"].step(w["steps"][1]).recipe.prompt_id
     tokens = {
         "<step0>": w["steps"][0],
         "<step1>": w["steps"][1],
+        "<prompt1>": prompt1,
+        "<pp1>": prompt1[:2],
         "<STEP0>": w["steps"][0].upper(),
         "<attempt>": w["attempt"],
         "<fixtures>": str(FIXTURES),

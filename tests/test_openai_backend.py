@@ -578,3 +578,36 @@ def test_more_images_than_asked_for_are_dropped(st, fake) -> None:
     step = st.step(out.step_ids[0])
     record = st.objects.get_manifest(step.response.response_id, BackendResponse)
     assert len(record.output_ids) == 1 and record.metadata["outputs_dropped"] == "39"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(lambda k: k, id="whole"),
+        pytest.param(lambda k: k[3:], id="without-sk-prefix"),
+        pytest.param(lambda k: k[len("sk-test-") :], id="random-part-only"),
+        pytest.param(lambda k: k[:-6] + "******", id="tail-masked"),
+        pytest.param(lambda k: json.dumps({"key": k[5:]}), id="inside-json"),
+    ],
+)
+def test_scrub_takes_out_any_long_run_of_the_key(monkeypatch, echo) -> None:
+    from exquisite_store.backends.openai_backend import scrub
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    said = scrub(f"code={echo(KEY)}; request id {echo(KEY)}.")
+    assert SECRET[:10] not in said and SECRET[-10:] not in said
+    assert said.startswith("code=") and said.endswith(".")
+    assert scrub("Incorrect API key provided.") == "Incorrect API key provided."
+
+
+def test_the_http_clients_debug_trace_is_scrubbed(st, fake, caplog) -> None:
+    """A header echoing the key reaches httpcore's DEBUG trace: the record is scrubbed."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    fake.script(Behaviour(headers={"x-request-id": KEY, "x-echo": KEY[3:]}))
+    out = grow(st)
+    assert st.step(out.step_ids[0]).response.provider_request_id == "[key]"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "x-echo" in logged, "the trace never printed the headers: nothing was tested"
+    assert SECRET not in logged

@@ -2,8 +2,11 @@
 
 A session grows through ``exq step --backend openai`` and the viewer against the local
 fake server: successes, ``n=3`` candidates, a branch, a 401, a refusal, a billed
-wrong-size answer, garbage, three 500s, a dry run, a replay. The fake's error messages
-are made to echo the key back (a provider may), so the scrubbing is exercised too.
+wrong-size answer, garbage, three 500s, a dry run, a replay. The fake is made to echo
+the key back in every place a provider's answer can carry a string (a provider may):
+error messages (whole, and without its ``sk-`` prefix), an error's ``code``, the
+moderation details, the ``x-request-id`` header of a success and of an error, and the
+fields of a successful body; so the scrubbing of each is exercised too.
 Then the key, and its random part alone, is looked for in every file of the store
 (event log included), every viewer page and ``.json`` twin, every file of an
 ``exq export``, every log record, and the output of every ``exq`` command run on the
@@ -91,6 +94,19 @@ def test_the_key_is_nowhere(tmp_path: Path, fake: FakeOpenAI, caplog) -> None:
     fake.script(*[Behaviour("server_error", headers=FAST)] * 3)
     assert "TransientBackendError" in exq(*grow, "--seed", "7", code=1)
     exq(*grow, "--seed", "8", "--from", first[:12], "--branch", "alt", "--direction", "down")
+    # --- the key echoed in every other place an answer can carry a string --------------------
+    fake.script(Behaviour("unauthorized", code=KEY))
+    assert "PermanentBackendError" in exq(*grow, "--seed", "10", code=1)
+    fake.script(Behaviour("unauthorized", message=f"Incorrect API key provided: {KEY[3:]}"))
+    assert "PermanentBackendError" in exq(*grow, "--seed", "11", code=1)
+    fake.script(Behaviour("moderation", categories=("violence", KEY, KEY[3:])))
+    assert "SafetyRefusal" in exq(*grow, "--seed", "12", code=1)
+    fake.script(*[Behaviour("server_error", headers=FAST | {"x-request-id": KEY})] * 3)
+    assert "TransientBackendError" in exq(*grow, "--seed", "13", code=1)
+    echo = {"x-request-id": KEY[3:]}
+    fake.script(Behaviour(headers=echo, body={"quality": KEY, "output_format": KEY[3:]}))
+    exq(*grow, "--seed", "14", "--prompt", "an answer that echoes the key")
+    echoed_step = Store.open(root).refs.head(S, "main")
     assert "dry run" in exq(*grow, "--seed", "9", "--dry-run", "--prompt", "only a preview")
 
     # --- and through the viewer: a step and a 401 in background jobs ----------------------------
@@ -122,14 +138,23 @@ def test_the_key_is_nowhere(tmp_path: Path, fake: FakeOpenAI, caplog) -> None:
     attempts = [store.objects.get_manifest(line.id, Attempt) for line in store.attempts(S)]
     kinds = sorted(a.failure_kind for a in attempts)
     assert kinds == sorted(
-        ["PermanentBackendError"] * 2
-        + ["SafetyRefusal", "DimensionMismatch", "DecodeError", "TransientBackendError"]
+        ["PermanentBackendError"] * 4
+        + ["SafetyRefusal"] * 2
+        + ["DimensionMismatch", "DecodeError"]
+        + ["TransientBackendError"] * 2
     )
     echoed = [
         a.message for a in attempts if a.failure_kind in ("PermanentBackendError", "SafetyRefusal")
     ]
     assert all("Incorrect API key provided" in m or "safety system" in m for m in echoed)
     assert all("[key]" in m for m in echoed), echoed
+    # ... and the other places did carry it back: the code, the details, the header
+    details = [a.details for a in attempts]
+    assert any(d.get("code") == "[key]" for d in details), details
+    assert any("[key]" in d.get("moderation_details", "") for d in details), details
+    assert any(d.get("request_id") == "[key]" for d in details), details
+    echoed_ok = store.step(echoed_step)
+    assert echoed_ok.response.provider_request_id == "[key]", echoed_ok.response
 
     # --- every exq command on the session ---------------------------------------------------------
     branches = sorted(store.refs.branches(S))

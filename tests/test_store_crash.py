@@ -16,7 +16,7 @@ import pytest
 from exquisite_store.errors import LockHeld
 from exquisite_store.manifests import Step
 from exquisite_store.store import Store, compose_full
-from exquisite_store.store.files import pid_alive, read_lock_holder
+from exquisite_store.store.files import read_lock_holder
 from exquisite_store.store.fsck import fsck
 from exquisite_store.store.locks import unlock
 
@@ -107,10 +107,9 @@ def fsck_ok(store: Store) -> list[str]:
 
 def unlock_dead(store: Store, lock_pid: int | None) -> None:
     """`exq unlock`: remove the dead writer's ref lock (and recover its reflog line)."""
-    assert not pid_alive(lock_pid)
     reports = unlock(store)
     assert [r.ref for r in reports] == [REF]
-    assert reports[0].action.startswith("removed")
+    assert reports[0].pid == lock_pid and reports[0].action.startswith("removed"), reports
     assert not list((store.root / "refs").rglob("*.lock"))
 
 
@@ -137,7 +136,8 @@ def test_sigkill_at_random_moments(store: Store, tmp_path: Path) -> None:
         if locks:
             stale_locks += 1
             assert len(locks) == 1 and locks[0].startswith(f"refs/{REF}.lock"), locks
-            lock_pid, _age = read_lock_holder(store.root / "refs" / f"{REF}.lock")
+            stamp, _age = read_lock_holder(store.root / "refs" / f"{REF}.lock")
+            lock_pid = stamp.pid if stamp else None
             assert f"pid {lock_pid}," in locks[0]
             with pytest.raises(LockHeld) as held:
                 wp.commit(store, SESSION, BRANCH, rng)

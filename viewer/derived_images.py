@@ -1,30 +1,115 @@
-"""Derived images for the viewer: full canvases, thumbnails, diffs (cached in ``cache/``)."""
+"""Derived images for the viewer: full canvases, thumbnails, diffs (cached in ``cache/``).
+
+When the store's ``cache/`` cannot be written (a read-only store), they are cached
+outside the store instead, under ``$XDG_CACHE_HOME/exquisite-store/<key>`` (or
+``~/.cache``, or the system's temp folder), keyed by the store's path. A cached file
+is never read through a symbolic link.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
 from exquisite_store import imageio
+from exquisite_store.errors import ArtifactWriteError, NotFound
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.manifests import Canvas
-from exquisite_store.store import Store, compose
+from exquisite_store.store import Store, compose, nofollow
 from exquisite_store.store.canvas import canvas_rect, iter_tiles
 from exquisite_store.store.files import atomic_write
 
 THUMB = (240, 160)
+#: errno names of a cache folder that cannot be written (ArtifactWriteError's detail)
+UNWRITABLE = frozenset({"EROFS", "EACCES", "EPERM"})
 
 
-def _cached(store: Store, name: str, make) -> Path:
-    """``cache/<name>``, made by ``make() -> bytes`` the first time (atomically)."""
+def fallback_dirs(root: Path) -> list[Path]:
+    """Caches outside the store for ``root``: in the user's cache folder, then in temp."""
+    key = hashlib.blake2b(str(root.resolve()).encode(), digest_size=10).hexdigest()
+    home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    user = f"exquisite-store-{os.getuid()}" if hasattr(os, "getuid") else "exquisite-store"
+    return [Path(home) / "exquisite-store" / key, Path(tempfile.gettempdir()) / user / key]
+
+
+def _bases(root: Path) -> list[tuple[Path, Path]]:
+    """Where cached files may be, as ``(folder, what its paths are named relative to)``.
+
+    The store's cache first (its paths named from the store's root), then the fallbacks
+    that are private.
+    """
+    return [(root / "cache", root), *((b, b) for b in fallback_dirs(root) if _private(b))]
+
+
+def _private(base: Path, create: bool = False) -> bool:
+    """Whether a fallback cache and its parent are real folders only this user can change.
+
+    Another user cannot have planted it (in a shared temp folder) or links in it.
+    """
+    if create:
+        with contextlib.suppress(OSError):
+            base.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            base.mkdir(exist_ok=True, mode=0o700)
+    for d in (base.parent, base):
+        try:
+            st = os.lstat(d)
+        except OSError:
+            return False
+        mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+        if not (stat.S_ISDIR(st.st_mode) and mine) or st.st_mode & 0o022:
+            return False
+    return True
+
+
+def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
+    """``cache/<name>``, made by ``make() -> bytes`` the first time (atomically).
+
+    Found in the store's cache or a fallback one (never through a link); made in the
+    store's cache, or in the first fallback when the store's cannot be written.
+    """
     root = store.root
     assert root is not None, "the viewer serves a store on disk"
-    path = root / "cache" / name
-    if not path.exists():
-        atomic_write(path, make(), tmp_dir=root / "tmp")
-    return path
+    for base, top in _bases(root):
+        if nofollow.lstat(top, (base / name).relative_to(top).as_posix()) is not None:
+            return base / name
+    data = make()
+    try:
+        atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp")
+        return root / "cache" / name
+    except ArtifactWriteError as exc:
+        if exc.details.get("errno") not in UNWRITABLE:
+            raise
+        last = exc
+    for base in fallback_dirs(root):
+        if not _private(base, create=True):
+            continue
+        try:
+            atomic_write(base / name, data, tmp_dir=(base / name).parent)
+            return base / name
+        except ArtifactWriteError as exc:
+            last = exc
+    raise last
+
+
+def open_cached(store: Store, path: Path) -> BinaryIO:
+    """Open a file ``canvas_png``/``thumb_png``/``diff_png`` returned, never through a link."""
+    root = store.root
+    assert root is not None, "the viewer serves a store on disk"
+    for base, top in _bases(root):
+        if path.is_relative_to(base):
+            fd = nofollow.open_fd(top, path.relative_to(top).as_posix())
+            if fd is not None:
+                return os.fdopen(fd, "rb")
+    raise NotFound(f"no cached file {path.name}")
 
 
 def canvas_png(store: Store, canvas_id: str) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exquisite_store import imageio
-from exquisite_store.errors import ExqError, UserError
+from exquisite_store.errors import ExqError, StoreError, UserError
 from exquisite_store.manifests import to_builtins
 from exquisite_store.store import Store
 from viewer import create_app, derived_images
@@ -64,9 +64,10 @@ class _Writer:
             self.report.unchanged += 1
             return
         try:
-            os.link(src, dest)
+            os.link(src, dest, follow_symlinks=False)  # src was checked: no link on its way
         except OSError:
-            shutil.copyfile(src, dest)
+            with open(os.open(src, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f, open(dest, "wb") as d:
+                shutil.copyfileobj(f, d)
         self.report.written += 1
 
     def _dest(self, rel: str) -> Path:
@@ -126,8 +127,11 @@ def export_session(
                 with app.test_request_context():
                     url = live_url(kind, value, **params)
                 resp = client.get(url, headers={"X-Export-Depth": str(path.count("/"))})
-                if resp.status_code != 200:
-                    raise ExqError(f"exporting {url} failed with status {resp.status_code}")
+                if resp.status_code != 200:  # the viewer's own reason, asked for as JSON
+                    again = client.get(url, headers={"Accept": "application/json"})
+                    why = again.get_json(silent=True) or {}
+                    reason = why.get("error") or f"status {resp.status_code}"
+                    raise StoreError(f"cannot export {url}: {reason}")
                 w.put(path, resp.get_data())
                 report.pages += 1
                 if progress:
@@ -156,7 +160,7 @@ def export_session(
 
 
 def _file(store: Store, w: _Writer, path: str, kind: str, value: str, params: dict) -> None:
-    if kind == "object":
+    if kind == "object":  # object_path refuses a link anywhere below the store's root
         w.link(path, store.storage.object_path(value))
     elif kind == "canvas":
         dest = w.out / path

@@ -15,6 +15,7 @@ from exquisite_store.errors import (
     ConfigError,
     ExqError,
     IntegrityError,
+    LayoutError,
     ManifestError,
     NotFound,
     StepFailure,
@@ -114,8 +115,8 @@ def status_of(exc: ExqError) -> int:
         return 400
     if isinstance(exc, StepFailure):
         return 409
-    if isinstance(exc, IntegrityError | ManifestError):
-        return 410  # damaged on disk: the message names the object and says to run fsck
+    if isinstance(exc, IntegrityError | ManifestError | LayoutError):
+        return 410  # damaged on disk (a link, a bad object): the message says to run fsck
     return 500
 
 

@@ -1,8 +1,10 @@
 """The OpenAI image-edit backend, through the official ``openai`` client.
 
 The key comes from ``OPENAI_API_KEY`` (the client's own configuration) and is never
-stored, logged or put into an error message; ``OPENAI_BASE_URL`` points the client
-at any compatible server. The client retries 408/409/429/5xx, timeouts and
+stored, logged or put into an error message: every string the provider sends back
+(messages, error codes, moderation details, request ids, response fields) is
+scrubbed of it before anything keeps or shows it. ``OPENAI_BASE_URL`` points the
+client at any compatible server. The client retries 408/409/429/5xx, timeouts and
 connection errors itself (honouring ``retry-after``); what still fails maps onto
 the failure kinds.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import threading
@@ -40,14 +43,63 @@ from exquisite_store.manifests import Usage
 
 REFUSAL_CODES = ("moderation_blocked", "content_policy_violation")
 _KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
+#: this many characters of the key in a row are the key: echoed whole, cut short or
+#: without its ``sk-`` prefix (random key characters never run this long by chance)
+KEY_RUN = 10
 
 
 def scrub(text: str) -> str:
-    """Remove the API key (and anything shaped like one) from a text."""
+    """Remove the API key (whole, in part, without its prefix) and anything shaped like one."""
     key = os.environ.get("OPENAI_API_KEY", "")
     if key:
-        text = text.replace(key, "[key]")
+        text = _without_key(text, key)
     return _KEYLIKE.sub("sk-[redacted]", text)
+
+
+class _KeyScrubber(logging.Filter):
+    """Scrubs the key from log records of the HTTP client's loggers.
+
+    Their DEBUG traces print the response headers, which a provider may make echo the key.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = scrub(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+_SCRUBBER = _KeyScrubber()
+#: loggers of the client and its HTTP stack (``httpx``, ``httpcore`` and their forks)
+CLIENT_LOGGERS = ("openai", "httpx", "httpcore")
+
+
+def guard_client_logs() -> None:
+    """Put the key scrubber on every logger of the client and its HTTP stack."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        mine = name.startswith(CLIENT_LOGGERS) and isinstance(logger, logging.Logger)
+        if mine and _SCRUBBER not in logger.filters:
+            logger.addFilter(_SCRUBBER)
+
+
+def _without_key(text: str, key: str) -> str:
+    """``text`` with every run of at least KEY_RUN characters of ``key`` made ``[key]``."""
+    if len(key) < KEY_RUN:
+        return text.replace(key, "[key]")
+    runs = {key[i : i + KEY_RUN] for i in range(len(key) - KEY_RUN + 1)}
+    out, i = [], 0
+    while i < len(text):
+        if text[i : i + KEY_RUN] in runs:
+            j = i + KEY_RUN
+            while j < len(text) and text[i : j + 1] in key:
+                j += 1
+            out.append("[key]")
+            i = j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 class OpenAIBackend:
@@ -103,6 +155,7 @@ class OpenAIBackend:
                     event_hooks=hooks, transport=deadline_transport()
                 ),
             )
+            guard_client_logs()
         return self._client
 
     def close(self) -> None:
@@ -171,13 +224,18 @@ class OpenAIBackend:
             raise TransientBackendError(
                 f"cannot reach the OpenAI API: {scrub(str(exc))}", calls=self.http_calls - before
             ) from None
+        except openai.APIError as exc:  # e.g. a body that is not the API's shape
+            raise PermanentBackendError(
+                f"the OpenAI API answered in an unexpected way: {scrub(str(exc))}",
+                calls=self.http_calls - before,
+            ) from None
         images = [_b64(d.b64_json) for d in (resp.data or [])]
         usage = _usage(resp.usage)
         cost = cost_micro_usd(
             m, usage.input_text_tokens, usage.input_image_tokens, usage.output_tokens
         )
-        meta = {
-            k: str(v)
+        meta = {  # provider-supplied: scrubbed like every string it sends
+            k: scrub(str(v))
             for k, v in (
                 ("size", resp.size),
                 ("quality", resp.quality),
@@ -191,7 +249,7 @@ class OpenAIBackend:
             model=m.id,
             usage=usage,
             cost_micro_usd=cost,
-            provider_request_id=getattr(resp, "_request_id", None) or "",
+            provider_request_id=scrub(getattr(resp, "_request_id", None) or ""),
             metadata=meta,
             calls=self.http_calls - before,
         )
@@ -202,16 +260,16 @@ class OpenAIBackend:
         err = err if isinstance(err, dict) else {}
         code = str(err.get("code") or "")
         message = scrub(str(err.get("message") or exc.message))
-        details = {
+        details = {  # every string here came from the provider: scrubbed
             "status": exc.status_code,
-            "code": code,
-            "request_id": exc.request_id or "",
+            "code": scrub(code),
+            "request_id": scrub(exc.request_id or ""),
             "calls": calls,
         }
         if exc.status_code == 400 and code in REFUSAL_CODES:
             moderation = err.get("moderation_details")
             if moderation is not None:
-                details["moderation_details"] = json.dumps(moderation, sort_keys=True)
+                details["moderation_details"] = scrub(json.dumps(moderation, sort_keys=True))
             return SafetyRefusal(f"the model refused: {message}", **details)
         if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
             return TransientBackendError(

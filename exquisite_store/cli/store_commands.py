@@ -83,7 +83,7 @@ def inspect(png: str) -> None:
 @click.command()
 @click.pass_context
 def fsck(ctx: click.Context) -> None:
-    """Rehash every object, check references and refs; exit 1 on damage."""
+    """Rehash every object, check references, refs and links; exit 1 on damage."""
     rep = run_fsck(open_store(ctx))
     for line in rep.damaged:
         click.echo(f"damaged object {line}")
@@ -91,11 +91,14 @@ def fsck(ctx: click.Context) -> None:
         click.echo(f"missing object {oid} (referenced by {parent})")
     for line in rep.bad_refs:
         click.echo(f"bad ref {line}")
+    for line in rep.unsafe:
+        click.echo(f"unsafe path {line}")
     for line in rep.locks:
         click.echo(f"lock held {line}")
     click.echo(
         f"{rep.objects} objects checked, {len(rep.dangling)} dangling, "
-        f"{len(rep.damaged)} damaged, {len(rep.missing)} missing, {len(rep.bad_refs)} bad refs"
+        f"{len(rep.damaged)} damaged, {len(rep.missing)} missing, {len(rep.bad_refs)} bad refs, "
+        f"{len(rep.unsafe)} unsafe paths"
     )
     if not rep.ok:
         ctx.exit(1)
@@ -105,10 +108,11 @@ def fsck(ctx: click.Context) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say what would be done.")
 @click.pass_context
 def unlock(ctx: click.Context, dry_run: bool) -> None:
-    """Remove ref locks left by dead writers (live ones are kept)."""
+    """Remove ref locks left by dead writers (live ones and other hosts' are kept)."""
     reports = run_unlock(open_store(ctx), dry_run=dry_run)
     for r in reports:
-        click.echo(f"{r.ref}.lock  pid {r.pid}  age {r.age_s}s: {r.action}")
+        host = f"  host {r.host}" if r.host else ""
+        click.echo(f"{r.ref}.lock  pid {r.pid}  age {r.age_s}s{host}: {r.action}")
     click.echo(f"{len(reports)} locks")
 
 

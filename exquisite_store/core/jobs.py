@@ -1,14 +1,14 @@
 """Steps run in background workers; their progress lives in the session's event log.
 
-A job is announced with a ``queued`` event (naming this process's pid and the step it
-grows from) before a worker picks it up, so a page reload finds it; when a server
-starts, jobs queued by a process that is no longer running and never finished are
-recorded as abandoned attempts on that parent step.
+A job is announced with a ``queued`` event (naming this process: host, pid and start
+time, and the step it grows from) before a worker picks it up, so a page reload finds
+it; when a server starts, jobs queued by a process known to be gone (on this host: no
+process with that pid and start time) and never finished are recorded as abandoned
+attempts on that parent step. Another host's jobs are never taken for abandoned.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +18,7 @@ from exquisite_store.core.steps import StepRequest, grow
 from exquisite_store.errors import Busy, Cancelled, ExqError, TransientBackendError
 from exquisite_store.manifests import Attempt
 from exquisite_store.store import Store
-from exquisite_store.store.files import pid_alive
+from exquisite_store.store.process import ProcessStamp, this_process
 
 TERMINAL = ("succeeded", "failed")
 #: jobs that may wait for a worker; one more is refused (Busy: HTTP 429) before it is queued
@@ -54,7 +54,7 @@ class Jobs:
             req.session,
             "queued",
             job=job,
-            pid=os.getpid(),
+            process=this_process().to_dict(),
             parent=req.target.parent,
             branch=req.target.branch,
             params=req.overrides,
@@ -109,9 +109,9 @@ def job_states(store: Store, session: str) -> dict[str, dict[str, Any]]:
         state = jobs.setdefault(job, {"job": job, "state": "queued", "phase": "", "seq": 0})
         state["seq"] = ev.seq
         if ev.type == "queued":
-            state.update(
-                pid=ev.data.get("pid"), parent=ev.data.get("parent"), branch=ev.data.get("branch")
-            )
+            # older events name only the pid: still understood (as this host's)
+            owner = ev.data.get("process") or {"pid": ev.data.get("pid")}
+            state.update(process=owner, parent=ev.data.get("parent"), branch=ev.data.get("branch"))
         elif ev.type == "started":
             state["state"] = "running"
             state.setdefault("parent", ev.data.get("parent"))
@@ -135,11 +135,15 @@ def committed_by(store: Store, session: str, job: str) -> list[str]:
 
 
 def mark_abandoned(store: Store) -> int:
-    """Record jobs of dead processes that never finished as abandoned attempts."""
+    """Record jobs of processes known to be gone that never finished as abandoned attempts."""
     n = 0
     for session in store.refs.sessions():
         for job, st in job_states(store, session).items():
-            if st["state"] in TERMINAL or "pid" not in st or pid_alive(st.get("pid")):
+            if st["state"] in TERMINAL or "process" not in st:
+                continue  # finished, or not queued by a server (an `exq step` job)
+            owner = st["process"]
+            stamp = ProcessStamp.from_dict(owner) if isinstance(owner, dict) else None
+            if stamp is not None and stamp.alive():
                 continue
             moved = committed_by(store, session, job)
             if moved:  # it died after its ref moved, before it could say so

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from exquisite_store.errors import ArtifactWriteError, ExqError, StepFailure
@@ -32,9 +33,11 @@ def record_failure(
 
     Parts of the record whose objects were never stored (the write failed first) are
     left out rather than pointing at nothing. If the attempt itself cannot be written,
-    the caller still has the original failure.
+    the caller still has the original failure. The record names paths relative to the
+    store, never this machine's (the store's own errors already do; this makes sure).
     """
-    details = {k: str(v) for k, v in sorted(exc.details.items())}
+    details = {k: store_relative_text(str(v), store.root) for k, v in sorted(exc.details.items())}
+    message = store_relative_text(exc.message, store.root)
     if not _stored(store.objects, recipe, request, response):
         details["record"] = "the request's objects were not all stored; recipe omitted"
         recipe = request = response = None
@@ -48,7 +51,7 @@ def record_failure(
             branch=target.branch,
             created_ms=store.clock_ms(),
             failure_kind=exc.kind,
-            message=exc.message,
+            message=message,
             recipe=recipe,
             recipe_id=recipe_id,
             request=request,
@@ -63,12 +66,21 @@ def record_failure(
         exc.details["attempt_id"] = ""
         exc.details["attempt_not_recorded"] = again.message
         with contextlib.suppress(ExqError):
-            run.event("failed", kind=exc.kind, message=exc.message)
+            run.event("failed", kind=exc.kind, message=message)
         return ""
     exc.details["attempt_id"] = aid
     with contextlib.suppress(ArtifactWriteError):
-        run.event("failed", attempt_id=aid, kind=exc.kind, message=exc.message)
+        run.event("failed", attempt_id=aid, kind=exc.kind, message=message)
     return aid
+
+
+def store_relative_text(text: str, root: Path | None) -> str:
+    """``text`` with the store's absolute path taken out of any path it names."""
+    if root is None:
+        return text
+    for form in {str(root), str(root.resolve())}:
+        text = text.replace(form + "/", "").replace(form, ".")
+    return text
 
 
 def _stored(objects: ObjectStore, *parts: Any) -> bool:

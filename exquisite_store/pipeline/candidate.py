@@ -118,7 +118,12 @@ def commit_candidate(
         raise
     except LockHeld as exc:  # a stale lock: the step is whole; keep it as an attempt
         raise ArtifactWriteError(
-            exc.message, step_id=step_id, lock=exc.path, pid=exc.pid, age_s=exc.age_s
+            exc.message,
+            step_id=step_id,
+            lock=exc.path,
+            pid=exc.pid,
+            host=exc.host,
+            age_s=exc.age_s,
         ) from exc
     run.done("commit")
     return name, step_id

@@ -12,6 +12,7 @@ from exquisite_store.pipeline.params import recipe_params
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import same_pixels
+from exquisite_store.store.overlay import overlay
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,12 @@ class Reproduction:
 def reproduce(
     store: Store, step_id: str, *, replay: bool = False, backend: Backend | None = None
 ) -> Reproduction:
-    """Re-run ``step_id`` from its parent with its recipe; nothing is committed."""
+    """Re-run ``step_id`` from its parent with its recipe; nothing is written.
+
+    The re-run works on an overlay of the store: the objects it makes stay in memory,
+    no lock is taken, and a read-only store reproduces as well as any.
+    """
+    store = overlay(store)
     step = store.step(step_id)
     if step.recipe is None or step.parent is None or step.response is None:
         raise UserError(f"step {step_id[:12]} is a root (an import); there is nothing to re-run")

@@ -32,6 +32,7 @@ def resolve_target(store: Store, session: str, parent: str | None, branch: str |
     if parent is None:
         name = check_name(branch or current, "branch")
         if name not in branches:
+            _not_listed(store, session, name)
             raise NotFound(f"session {session!r} has no branch {name!r}", branch=name)
         return Target(branches[name], name, branches[name])
     pid = store.resolve_step(parent, session)
@@ -39,6 +40,8 @@ def resolve_target(store: Store, session: str, parent: str | None, branch: str |
         raise ConfigError(f"step {pid[:12]} belongs to another session", field="parent")
     if branch is not None:
         name = check_name(branch, "branch")
+        if name not in branches:
+            _not_listed(store, session, name)
         if name in branches and branches[name] != pid:
             raise ConfigError(
                 f"branch {name!r} points at {branches[name][:12]}, not at {pid[:12]}; "
@@ -51,6 +54,11 @@ def resolve_target(store: Store, session: str, parent: str | None, branch: str |
         name = current if current in heads else heads[0]
         return Target(pid, name, pid)
     return Target(pid, free_name(branches, "branch-", 1), None)
+
+
+def _not_listed(store: Store, session: str, name: str) -> None:
+    """A branch the listing lacks may be a damaged ref (a directory): that is the error."""
+    store.storage.read_ref(store.refs.branch_ref(session, name))  # LayoutError names it
 
 
 def free_name(branches: dict[str, str], stem: str, start: int) -> str:

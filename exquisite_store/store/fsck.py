@@ -1,15 +1,22 @@
-"""fsck: rehash every object, check every reference and ref; report, never repair."""
+"""fsck: rehash every object, check every reference, ref and path; report, never repair."""
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from exquisite_store import manifests
-from exquisite_store.errors import ExqError
+from exquisite_store.errors import ExqError, LayoutError, NotFound
 from exquisite_store.ids import is_id
-from exquisite_store.store.files import read_lock_holder
+from exquisite_store.store import nofollow
+from exquisite_store.store.files import holder_state, read_lock_holder
 from exquisite_store.store.reach import reachable, root_ids
 from exquisite_store.store.store import Store
+
+#: the folders whose every entry fsck checks for links and other non-files
+STORE_DIRS = ("objects", "refs", "logs", "tmp", "cache")
 
 
 @dataclass
@@ -20,58 +27,125 @@ class FsckReport:
     damaged: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     bad_refs: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)
     locks: list[str] = field(default_factory=list)
     dangling: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is damaged, missing or pointing nowhere."""
-        return not (self.damaged or self.missing or self.bad_refs)
+        """True when nothing is damaged, missing, pointing nowhere or a link."""
+        return not (self.damaged or self.missing or self.bad_refs or self.unsafe)
+
+
+def unsafe_paths(store: Store) -> list[str]:
+    """Every symbolic link (never followed) or non-file in the store's folders, described."""
+    root = store.root
+    if root is None:
+        return []
+    found = nofollow.find_unsafe(root, STORE_DIRS)
+    return [f"{rel}: {what}, never followed" for rel, what in found]
 
 
 def fsck(store: Store) -> FsckReport:
-    """Check the whole store."""
-    rep = FsckReport()
+    """Check the whole store, holding the writer lock shared so gc cannot run meanwhile.
+
+    Writers hold the same lock shared and go on: an object or ref that appears during
+    the check is newer than the listing, never damage.
+    """
+    with store.storage.writer_lock(exclusive=False):
+        return _check(store)
+
+
+def _check(store: Store) -> FsckReport:
+    rep = FsckReport(unsafe=unsafe_paths(store))
     all_ids: set[str] = set()
     for oid, _ext in store.storage.list_objects():
-        rep.objects += 1
-        all_ids.add(oid)
         try:
             kind, data = store.objects.get_bytes(oid, verify=True)
             if kind == "json":
                 manifests.decode(data)
+        except NotFound:
+            continue  # removed since the listing (gc cannot run now; another tool did)
         except ExqError as exc:
             rep.damaged.append(f"{oid}: {exc.message}")
+        rep.objects += 1
+        all_ids.add(oid)
     damaged_ids = {d.split(":", 1)[0] for d in rep.damaged}
+    if store.root is not None:
+        rep.bad_refs += [f"{r}: a directory where a ref belongs" for r in ref_dirs(store.root)]
     for name in store.storage.list_refs():
-        value = store.storage.read_ref(name) or ""
-        want = "step" if "/heads/" in name else "session" if name.endswith("/session") else None
-        if want is None:
-            if name.endswith("/HEAD") and value:
-                session = name.rsplit("/", 1)[0]
-                if store.storage.read_ref(f"{session}/heads/{value}") is None:
-                    rep.bad_refs.append(f"{name}: names branch {value!r}, which does not exist")
-            continue
-        # a step committed while we rehashed is newer than our listing, not missing
-        newer = is_id(value) and store.storage.has_object(value)
-        if value not in all_ids and not newer:
-            rep.bad_refs.append(f"{name}: points at {value[:80]!r}, which is not a stored object")
-            continue
-        if value in damaged_ids:
-            continue
         try:
-            obj = manifests.decode(store.storage.get_object(value)[1])
-        except ExqError:
-            rep.bad_refs.append(f"{name}: points at {value[:12]}, which is not a manifest")
-            continue
-        if type(obj).__name__.lower() != want:
-            rep.bad_refs.append(f"{name}: points at a {type(obj).__name__.lower()}, not a {want}")
+            problem = _check_ref(store, name, all_ids, damaged_ids)
+        except LayoutError as exc:
+            problem = exc.message
+        if problem:
+            rep.bad_refs.append(f"{name}: {problem}")
     live, missing = reachable(store, list(root_ids(store)))
-    rep.missing = missing
+    # a reference is missing only if it still is (recheck: the listing is a moment old)
+    rep.missing = [(p, oid) for p, oid in missing if not _present(store, oid)]
     rep.dangling = sorted(all_ids - live)
     root = store.root
     if root is not None:
         for lock in store.storage.list_locks():
-            pid, age = read_lock_holder(lock)
-            rep.locks.append(f"{lock.relative_to(root)}: pid {pid}, age {age}s")
+            stamp, age = read_lock_holder(lock)
+            who = f"pid {stamp.pid}, age {age}s, host {stamp.host}" if stamp else f"age {age}s"
+            rep.locks.append(f"{lock.relative_to(root)}: {who} ({holder_state(stamp)})")
     return rep
+
+
+def _present(store: Store, oid: str) -> bool:
+    try:
+        return store.storage.has_object(oid)
+    except LayoutError:
+        return False
+
+
+def _check_ref(store: Store, name: str, all_ids: set[str], damaged_ids: set[str]) -> str:
+    """What is wrong with one ref ("" if nothing)."""
+    value = store.storage.read_ref(name) or ""
+    want = "step" if "/heads/" in name else "session" if name.endswith("/session") else None
+    if want is None:
+        if name.endswith("/HEAD") and value:
+            session = name.rsplit("/", 1)[0]
+            if store.storage.read_ref(f"{session}/heads/{value}") is None:
+                return f"names branch {value!r}, which does not exist"
+        return ""
+    # a step committed while we rehashed is newer than our listing, not missing
+    newer = is_id(value) and store.storage.has_object(value)
+    if value not in all_ids and not newer:
+        return f"points at {value[:80]!r}, which is not a stored object"
+    if value in damaged_ids:
+        return ""
+    try:
+        obj = manifests.decode(store.storage.get_object(value)[1])
+    except ExqError:
+        return f"points at {value[:12]}, which is not a manifest"
+    if type(obj).__name__.lower() != want:
+        return f"points at a {type(obj).__name__.lower()}, not a {want}"
+    return ""
+
+
+def ref_dirs(root: Path) -> list[str]:
+    """Refs that are directories: ``S/HEAD``, ``S/session`` or ``S/heads/B`` (never a folder)."""
+    out = []
+    refs = root / "refs"
+    for session in _subdirs(refs):
+        for name in ("HEAD", "session"):
+            if _is_dir(refs / session / name):
+                out.append(f"{session}/{name}")
+        out += [f"{session}/heads/{b}" for b in _subdirs(refs / session / "heads")]
+    return sorted(out)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _subdirs(path: Path) -> list[str]:
+    """Names of the real (not linked) directories in ``path``, if it is one."""
+    if not _is_dir(path):
+        return []
+    return sorted(n for n in os.listdir(path) if _is_dir(path / n))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from exquisite_store.errors import LayoutError
+from exquisite_store.store.fsck import unsafe_paths
 from exquisite_store.store.reach import reachable, root_ids
 from exquisite_store.store.store import Store
 
@@ -26,9 +28,22 @@ class GcReport:
 
 
 def gc(store: Store, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False) -> GcReport:
-    """Sweep unreachable objects older than ``grace_s`` under the exclusive store lock."""
+    """Sweep unreachable objects older than ``grace_s`` under the exclusive store lock.
+
+    Refuses to run (even a dry run) while the store holds a symbolic link or another
+    non-file where a file or folder belongs: a linked folder hides what it holds from
+    the listings, so its objects would look unreachable.
+    """
     rep = GcReport(dry_run=dry_run)
     with store.storage.writer_lock(exclusive=True):
+        unsafe = unsafe_paths(store)
+        if unsafe:
+            more = f" and {len(unsafe) - 1} more" if len(unsafe) > 1 else ""
+            raise LayoutError(
+                f"gc refuses to run while the store holds links: {unsafe[0]}{more} "
+                "(see `exq fsck`; replace each with the file or folder it stands for)",
+                path=unsafe[0].split(":", 1)[0],
+            )
         live, _missing = reachable(store, list(root_ids(store)))
         rep.reachable = len(live)
         for oid, _ext in list(store.storage.list_objects()):

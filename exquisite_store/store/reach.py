@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from exquisite_store import manifests
-from exquisite_store.errors import ExqError
+from exquisite_store.errors import ExqError, LayoutError, NotFound
 from exquisite_store.ids import is_id
 from exquisite_store.store.store import Store
 
@@ -63,11 +63,12 @@ def reachable(store: Store, roots: Iterable[str]) -> tuple[set[str], list[tuple[
         parent, oid = stack.pop()
         if oid in seen:
             continue
-        if not store.storage.has_object(oid):
+        try:
+            ext, data = store.storage.get_object(oid)
+        except (NotFound, LayoutError):  # a link in its place is no object (fsck names it)
             missing.append((parent, oid))
             continue
         seen.add(oid)
-        ext, data = store.storage.get_object(oid)
         if ext != "json":
             continue
         try:

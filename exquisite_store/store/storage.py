@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
 from exquisite_store.errors import ArtifactWriteError, BranchMoved, NotFound
+from exquisite_store.store import nofollow
 from exquisite_store.store.files import (
     LockFile,
     _write_all,
@@ -24,9 +26,15 @@ from exquisite_store.store.files import (
     ensure_dir,
     flocked,
     fsync_dir,
+    os_reason,
 )
 
 EXTS = ("json", "png", "txt")
+
+
+def _names(oid: str) -> tuple[str, ...]:
+    """The file names an object may have, one per extension."""
+    return tuple(f"{oid}.{ext}" for ext in EXTS)
 
 
 def branch_moved(name: str, old: str | None, current: str | None) -> BranchMoved:
@@ -117,7 +125,7 @@ class BaseStorage:
 
 
 class DiskStorage(BaseStorage):
-    """The on-disk layout of DESIGN.md §3."""
+    """The on-disk layout of DESIGN.md §3; no symbolic link below the root is ever followed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -130,15 +138,12 @@ class DiskStorage(BaseStorage):
         return self.objects / oid[:2] / f"{oid}.{ext}"
 
     def _find(self, oid: str) -> Path | None:
-        for ext in EXTS:
-            p = self._object_path(oid, ext)
-            if p.exists():
-                return p
-        return None
+        found = nofollow.find_first(self.root, f"objects/{oid[:2]}", _names(oid))
+        return self.objects / oid[:2] / found[0] if found else None
 
     def put_object(self, oid: str, ext: str, data: bytes) -> bool:
         path = self._object_path(oid, ext)
-        if path.exists():
+        if nofollow.find_first(self.root, f"objects/{oid[:2]}", (f"{oid}.{ext}",)):
             with contextlib.suppress(OSError):
                 os.utime(path)  # a concurrent gc sees it as fresh
             return False
@@ -149,10 +154,17 @@ class DiskStorage(BaseStorage):
         return new
 
     def get_object(self, oid: str) -> tuple[str, bytes]:
-        path = self._find(oid)
-        if path is None:
+        ext, f = self.open_object(oid)
+        with f:
+            return ext, f.read()
+
+    def open_object(self, oid: str) -> tuple[str, BinaryIO]:
+        """The extension of an object and its file, open for reading (never through a link)."""
+        found = nofollow.open_first(self.root, f"objects/{oid[:2]}", _names(oid))
+        if found is None:
             raise NotFound(f"no object {oid}", id=oid)
-        return path.suffix[1:], path.read_bytes()
+        name, fd = found
+        return name.rpartition(".")[2], os.fdopen(fd, "rb")
 
     def touch_object(self, oid: str) -> bool:
         path = self._find(oid)
@@ -166,27 +178,23 @@ class DiskStorage(BaseStorage):
         return self._find(oid) is not None
 
     def object_path(self, oid: str) -> Path:
-        """The file of a stored object (the viewer sends it as is)."""
+        """The file of a stored object, checked to be no link and below no link."""
         path = self._find(oid)
         if path is None:
             raise NotFound(f"no object {oid}", id=oid)
         return path
 
     def list_objects(self, fan: str = "") -> Iterator[tuple[str, str]]:
-        if not self.objects.is_dir():
-            return
-        fans = [self.objects / fan] if fan else sorted(self.objects.iterdir())
-        for d in fans:
-            if not d.is_dir():
-                continue
-            for f in sorted(d.iterdir()):
-                stem, _, ext = f.name.partition(".")
-                if ext in EXTS:
-                    yield stem, ext
+        # links are skipped, never descended into: fsck reports them
+        for rel in nofollow.walk_files(self.root, f"objects/{fan}" if fan else "objects"):
+            d, _, name = rel.rpartition("/")
+            stem, _, ext = name.partition(".")
+            if ext in EXTS and (fan or d == stem[:2]):
+                yield stem, ext
 
     def object_age_s(self, oid: str) -> float:
         path = self._find(oid)
-        return time.time() - path.stat().st_mtime if path else 0.0
+        return time.time() - os.lstat(path).st_mtime if path else 0.0
 
     def delete_object(self, oid: str) -> None:
         path = self._find(oid)
@@ -194,9 +202,8 @@ class DiskStorage(BaseStorage):
             path.unlink()
 
     def read_ref(self, name: str) -> str | None:
-        try:
-            data = (self.refs / name).read_bytes()
-        except FileNotFoundError:
+        data = nofollow.read_bytes(self.root, f"refs/{name}")  # LayoutError names the path
+        if data is None:
             return None
         # garbage stays garbage (fsck names it) rather than a UnicodeDecodeError
         return data.decode("utf-8", "replace").strip() or None
@@ -250,31 +257,27 @@ class DiskStorage(BaseStorage):
                 path.unlink()
                 fsync_dir(path.parent)
             except OSError as exc:
-                raise ArtifactWriteError(f"cannot remove {name}: {exc}", ref=name) from exc
+                reason = os_reason(exc)
+                raise ArtifactWriteError(f"cannot remove {name}: {reason}", ref=name) from exc
             if log is not None:
                 with contextlib.suppress(ArtifactWriteError):
                     self.append_log(f"refs/{name}", log)
 
     def list_refs(self, prefix: str = "") -> list[str]:
-        if not self.refs.is_dir():
-            return []
-        out = []
-        for p in self.refs.rglob("*"):
-            if p.is_file() and not p.name.endswith(".lock"):
-                rel = p.relative_to(self.refs).as_posix()
-                if rel.startswith(prefix):
-                    out.append(rel)
-        return sorted(out)
+        names = nofollow.walk_files(self.root, "refs")
+        return sorted(n for n in names if n.startswith(prefix) and not n.endswith(".lock"))
 
     def list_locks(self) -> list[Path]:
         """Every ``*.lock`` file under refs/ (stale ones are reported, never broken)."""
-        return sorted(self.refs.rglob("*.lock")) if self.refs.is_dir() else []
+        names = sorted(nofollow.walk_files(self.root, "refs"))
+        return [self.refs / n for n in names if n.endswith(".lock")]
 
     def append_log(self, name: str, line: bytes) -> None:
         path = self.logs / name
+        nofollow.lstat(self.root, f"logs/{name}")  # LayoutError on a link on the way
         try:
             ensure_dir(path.parent)
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             try:
                 data = line.rstrip(b"\n") + b"\n"
                 size = os.fstat(fd).st_size
@@ -285,12 +288,12 @@ class DiskStorage(BaseStorage):
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise ArtifactWriteError(f"cannot append to log {name}: {exc}", log=name) from exc
+            reason = os_reason(exc)
+            raise ArtifactWriteError(f"cannot append to log {name}: {reason}", log=name) from exc
 
     def read_log(self, name: str) -> list[bytes]:
-        try:
-            data = (self.logs / name).read_bytes()
-        except FileNotFoundError:
+        data = nofollow.read_bytes(self.root, f"logs/{name}")
+        if data is None:
             return []
         # a torn last line (crash mid-append) is not a line
         return (
@@ -301,29 +304,27 @@ class DiskStorage(BaseStorage):
 
     def last_log_line(self, name: str) -> bytes | None:
         # read backwards from the end: appending an event must not cost the whole log
-        try:
-            with open(self.logs / name, "rb") as f:
-                end = f.seek(0, os.SEEK_END)
-                chunk, pos, tail = 4096, end, b""
-                while pos > 0:
-                    step = min(chunk, pos)
-                    pos -= step
-                    f.seek(pos)
-                    tail = f.read(step) + tail
-                    lines = tail.split(b"\n")
-                    whole = lines[:-1] if not tail.endswith(b"\n") else lines
-                    whole = [ln for ln in whole if ln]
-                    if len(whole) >= 2 or (whole and pos == 0):
-                        return whole[-1]
-                    chunk *= 2
-        except FileNotFoundError:
+        fd = nofollow.open_fd(self.root, f"logs/{name}")
+        if fd is None:
             return None
+        with os.fdopen(fd, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            chunk, pos, tail = 4096, end, b""
+            while pos > 0:
+                step = min(chunk, pos)
+                pos -= step
+                f.seek(pos)
+                tail = f.read(step) + tail
+                lines = tail.split(b"\n")
+                whole = lines[:-1] if not tail.endswith(b"\n") else lines
+                whole = [ln for ln in whole if ln]
+                if len(whole) >= 2 or (whole and pos == 0):
+                    return whole[-1]
+                chunk *= 2
         return None
 
     def list_logs(self, prefix: str = "") -> list[str]:
-        if not self.logs.is_dir():
-            return []
-        names = (p.relative_to(self.logs).as_posix() for p in self.logs.rglob("*") if p.is_file())
+        names = nofollow.walk_files(self.root, "logs")
         return sorted(n for n in names if n.startswith(prefix) and not n.endswith(".lock"))
 
     def writer_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:

@@ -72,6 +72,9 @@ class Behaviour:
     categories: tuple[str, ...] = ("violence",)  # moderation: moderation_details.categories
     seconds: float = 5.0  # hang: seconds before answering (honestly); trickle: per byte
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    code: str | None = None  # error kinds: replaces the error's ``code``
+    message: str | None = None  # error kinds: replaces the error's ``message``
+    body: dict[str, Any] = field(default_factory=dict)  # success: fields merged into the body
 
     def __post_init__(self) -> None:
         if self.name not in KINDS:
@@ -411,11 +414,14 @@ class _Handler(BaseHTTPRequestHandler):
             if b.name == "rate_limit" and b.retry_after is not None:
                 out_headers.setdefault("retry-after", b.retry_after)
             if b.name in ERROR_KINDS:
-                raise scripted_error(b, _field(call.fields, "model") or "gpt-image-1.5", request_id)
+                err = scripted_error(b, _field(call.fields, "model") or "gpt-image-1.5", request_id)
+                err.code = err.code if b.code is None else b.code
+                err.message = err.message if b.message is None else b.message
+                raise err
             if b.name == "hang" and fake._stopping.wait(b.seconds):
                 self.close_connection = True  # stop() was called: drop the connection
                 return
-            payload = edit_response(call.fields, *validate(call.fields, call.files), b)
+            payload = edit_response(call.fields, *validate(call.fields, call.files), b) | b.body
             if b.name == "bad_usage":  # a provider reporting impossible usage
                 payload["usage"]["output_tokens"] = -5000
         except ApiError as err:
