@@ -1138,6 +1138,10 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A store with a session (steps, a 2-candidate branch, an attempt), fsck-clean."""
     root = tmp_path_factory.mktemp("hostile") / "template"
     w = make_session(root, S)
+    # a store the viewer has served holds its secret (viewer.secret, made once); a
+    # refused request must add nothing else
+    create_app({"EXQ_STORE": str(root), "TESTING": True})
+    assert (root / "viewer.secret").exists()
     tokens = {
         "<step0>": w["steps"][0],
         "<step1>": w["steps"][1],
