@@ -194,6 +194,16 @@ def pages(built: Built) -> list[tuple[str, str]]:
     ]
 
 
+def build_many(store: Store, sessions: int, branches: int) -> None:
+    """``sessions`` sessions of ``branches`` branches each (every branch at the root)."""
+    image = np.random.default_rng(7).integers(0, 256, (*START, 3), dtype=np.uint8)
+    for i in range(sessions):
+        name = f"s{i:03d}"
+        _, root = store.create_session(name, image)
+        for b in range(branches - 1):
+            store.refs.update(name, f"b{b:02d}", None, root, "bench: a branch")
+
+
 def cold_ms(root: Path, url: str) -> float:
     """One render by a fresh app (empty manifest cache): the first visit after a restart."""
     client = create_app({"EXQ_STORE": str(root), "TESTING": True}).test_client()
@@ -239,11 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=25, help="Rows of each profile listing.")
     ap.add_argument("--no-thumbs", action="store_true", help="Skip the first-visit thumbnails.")
     ap.add_argument("--tmp", type=Path, default=None, help="Directory for the temp store.")
+    ap.add_argument("--many", default="50x20", help="SESSIONSxBRANCHES for the index case.")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-viewer-", dir=args.tmp) as tmp_s:
         # one store per session, so the sessions index of each lists only its own
         roots = {"small": Path(tmp_s) / "small", "big": Path(tmp_s) / "big"}
+        n_sessions, n_branches = (int(x) for x in args.many.split("x"))
+        many = Path(tmp_s) / "many"
+        build_many(Store.init(many), n_sessions, n_branches)
+        index_many, index_many_p95, _ = timed(
+            getter(create_app({"EXQ_STORE": str(many), "TESTING": True}).test_client(), "/")[0],
+            max(5, args.reps // 4),
+        )
         small = build_session(
             Store.init(roots["small"]),
             "small",
@@ -291,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{'session page, cold':<18} | {cold['small']:14.1f} {'':>6} | {cold['big']:14.1f} "
             f"{'':>6} {'':>6} | {cold['big'] / cold['small']:5.1f}x   (1 render, fresh app)"
         )
+        print(
+            f"{'index ' + args.many:<18} | {index_many:14.1f} {index_many_p95:6.1f} |"
+            f"   ({n_sessions} sessions of {n_branches} branches: the index reads each "
+            "session's folder, never every ref)"
+        )
+        results[f"index of {n_sessions} sessions x {n_branches} branches"] = index_many
         client = clients["big"]
         if not args.no_thumbs:
             n, secs = thumbs_first_visit(client, big.name)

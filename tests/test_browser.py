@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,8 @@ if CHROMIUM is None:
     )
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from viewer import SSE_MAX_STREAMS  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -113,6 +117,7 @@ class Browsing:
     page: Page
     js_errors: list[str] = field(default_factory=list)
     bad_responses: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -121,6 +126,11 @@ def browsing(browser, server):
     context.set_default_timeout(WAIT_MS)
     b = Browsing(context.new_page())
     b.page.on("pageerror", lambda exc: b.js_errors.append(str(exc)))
+    # Chromium reports what the Content-Security-Policy blocked on the console
+    b.page.on(
+        "console",
+        lambda m: b.csp_violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     b.page.on(
         "response",
         lambda r: b.bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None,
@@ -196,11 +206,14 @@ def test_grow_branch_compare_and_inspect(browsing: Browsing) -> None:
         raise
     assert browsing.js_errors == []
     assert browsing.bad_responses == []
+    assert browsing.csp_violations == []
 
 
 def journey(page: Page) -> None:
     """Create, extend twice, branch with two candidates, compare, inspect a step."""
     name = "walk"
+    first = page.goto("/")
+    assert first is not None and "script-src 'self'" in first.headers["content-security-policy"]
     create_session(page, name, "photo.png")
     assert page.locator("h1").inner_text() == name
     [root] = tree_steps(page)
@@ -287,3 +300,44 @@ def journey(page: Page) -> None:
     branches = panel.locator("li > a").all_inner_texts()
     assert branches == ["alt", "alt~2", "main"]
     page.locator(".tree-panel").screenshot(path=str(ARTIFACTS / "session.png"))
+
+
+# --- live progress when the server has no stream to spare ---------------------------------
+
+
+@contextmanager
+def streams_held(base: str, count: int) -> Iterator[None]:
+    """Hold ``count`` live progress streams open (as other tabs would), then let go."""
+    host, port = base.removeprefix("http://").split(":")
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(f"GET /-/events/walk?for=60 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200"), "a stream within the cap refused"
+            socks.append(s)
+        yield
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.browser
+def test_progress_falls_back_to_polling_when_streams_run_out(browsing: Browsing, server) -> None:
+    """Every stream slot taken: the page gets 503 for its stream and polls the job instead."""
+    page = browsing.page
+    if page.goto("/s/walk").status != 200:  # the journey made it; alone, make it here
+        create_session(page, "walk", "photo.png")
+    polled: list[str] = []
+    page.on("request", lambda r: polled.append(r.url) if "/-/jobs/walk.json" in r.url else None)
+    with streams_held(server, SSE_MAX_STREAMS):
+        page.goto("/s/walk")
+        submit_extend(
+            page, backend="patchmatch", direction="left", extension_px="32", overlap_px="8", n="1"
+        )
+        lines = progress_lines(page)
+    assert lines[-1] == "done: 1 candidate(s)", lines
+    assert polled, "the page never polled its job"
+    [refused] = [r for r in browsing.bad_responses if "/-/events/walk" in r]
+    assert refused.startswith("503 ")
+    assert browsing.js_errors == [] and browsing.csp_violations == []

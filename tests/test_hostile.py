@@ -248,6 +248,7 @@ class Req:
     form: dict[str, str] | None = None
     upload: tuple[Callable[[], bytes], str] | None = None  # field "image": (content, filename)
     csrf: str = "ok"  # ok | missing | wrong | no-session (a token, but none in the session)
+    headers: dict[str, str] | None = None  # more request headers (Host, Origin, ...)
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,9 @@ CASES: list[Case] = [
     C("cli-new-nfd-name", ("new", "cafe\u0301", FLAT), NAME),
     C("cli-branch-emoji-name", ("branch", S, "\U0001f33f", "--from", "<step0>"), NAME),
     C("cli-branch-lock-name", ("branch", S, "main.lock", "--from", "<step0>"), NAME),
+    # /s/g.json is session g's JSON twin: a session may not be named so
+    C("cli-new-json-twin-name", ("new", "g.json", FLAT), "ends in '.json'"),
+    C("cli-new-json-twin-name-upper", ("new", "G.JSON", FLAT), "ends in '.json'"),
     C(
         "cli-new-bad-name-creates-no-store",
         ("new", "../x", FLAT),
@@ -730,6 +734,7 @@ CASES: list[Case] = [
     H("http-new-emoji-name", NEW("\U0001f3a8", fixture="flat.png"), NAME, 404),
     H("http-new-rtl-name", NEW("garden\u202egnp", fixture="flat.png"), NAME, 404),
     H("http-new-nfd-name", NEW("cafe\u0301", fixture="flat.png"), NAME, 404),
+    H("http-new-json-twin-name", NEW("g.json", fixture="flat.png"), "ends in '.json'", 400),
     H("http-new-fixture-traversal", NEW("fx", fixture="../../etc/passwd"), "no fixture", 400),
     H("http-new-budget-nan", NEW("fx", fixture="flat.png", budget="NaN"), "a budget must be", 400),
     H(
@@ -903,6 +908,36 @@ CASES: list[Case] = [
     H("http-post-step-page", Req("POST", "/step/<step0>"), "not allowed", 405),
     H("http-events-for-garbage", Req("GET", f"/-/events/{S}?for=abc"), "for", 400),
     H("http-events-for-nan", Req("GET", f"/-/events/{S}?for=nan"), "for", 400),
+    # the viewer as a network service: DNS rebinding, cross-origin writes, its secret
+    H(
+        "http-host-rebound-domain",
+        Req("GET", "/index.json", headers={"Host": "rebind.attacker.example:5000"}),
+        "is not served here",
+        400,
+    ),
+    H(
+        "http-host-rebound-extend",
+        J(f"/s/{S}/extend", {"extension_px": 16}, headers={"Host": "rebind.attacker.example"}),
+        "is not served here",
+        400,
+    ),
+    H(
+        "http-post-cross-site",
+        J(
+            f"/s/{S}/branch",
+            {"branch": "x", "step": "<step0>"},
+            headers={"Sec-Fetch-Site": "cross-site"},
+        ),
+        "may not change this store",
+        403,
+    ),
+    H(
+        "http-post-foreign-origin",
+        J(f"/s/{S}/head", {"step": "<step0>"}, headers={"Origin": "http://attacker.example"}),
+        "may not change this store",
+        403,
+    ),
+    H("http-get-viewer-secret", Req("GET", "/viewer.secret"), "not found", 404),
     # --- HTTP: damage on disk -------------------------------------------------------------------
     H(
         "http-step-page-tampered",
@@ -1163,6 +1198,7 @@ def send(client, req: Req, tokens: dict[str, str]):
         headers["X-CSRF-Token"] = token
     elif req.csrf == "wrong":
         headers["X-CSRF-Token"] = "forged-" + token
+    headers.update(req.headers or {})
     kw: dict[str, Any] = {}
     if req.json is not None:
         kw["json"] = sub(req.json, tokens)
@@ -1316,6 +1352,11 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("hostile") / "template"
     w = make_session(root, S)
     prompt1 = w["store"].step(w["steps"][1]).recipe.prompt_id
+
+    # a store the viewer has served holds its secret (viewer.secret, made once); a
+    # refused request must add nothing else
+    create_app({"EXQ_STORE": str(root), "TESTING": True})
+    assert (root / "viewer.secret").exists()
     tokens = {
         "<step0>": w["steps"][0],
         "<step1>": w["steps"][1],

@@ -1,5 +1,5 @@
-"""Load: eight step processes on one session, and the viewer under concurrent requests
-while steps run.
+"""Load: eight step processes on one session, the viewer under concurrent requests
+while steps run, and the viewer under half-open connections and many live streams.
 
 One ``FIGURES:`` line for the whole module (also appended to tests/artifacts/figures.jsonl).
 """
@@ -26,6 +26,7 @@ from exquisite_store.store.fsck import fsck
 
 from . import fault_helpers as fh
 from . import figures
+from . import net_helpers as net
 from .fakes.backends import PatternBackend, WrongSizeBackend
 from .helpers import rng_image
 
@@ -293,3 +294,100 @@ def test_viewer_under_load_while_steps_run(tmp_path: Path) -> None:
     assert outcomes["succeeded"] >= 2 and not failed, failed
     rep = fsck(st)
     assert rep.ok and not rep.locks
+
+
+# --- 7. the viewer as a network service: half-open connections and many live streams ---------
+
+
+def test_viewer_under_half_open_connections_and_live_streams(tmp_path: Path) -> None:
+    """1,000 half-open connections and 200 live streams: pages still answer, p95 < 250 ms.
+
+    Against a real ``exq serve``: the half-open connections completed the handshake and
+    sent half a request; 200 tabs open a live progress stream each (the first
+    ``SSE_MAX_STREAMS`` stay open and are read, the others get 503 with Retry-After);
+    meanwhile pages, JSON twins and tiles are fetched. Then the viewer recovers without a
+    restart: it closes the idle half-open connections itself, frees every stream slot,
+    and answers a burst of 300 quick ``GET /``.
+    """
+    half_n, streams_n, requests_n = 1000, 200, 300
+    net.allow_descriptors(half_n + streams_n + 512)
+    st, urls = viewer_session(tmp_path / "store")
+    for k in range(3000):  # a session that has run a while: a long event log to follow
+        st.append_event("load", "progress", job="earlier", phase=f"phase-{k}")
+    pages = urls["page"] + urls["json"] + urls["tile"][:5]
+    with fh.serving(st.root, workers=1, log=tmp_path / "serve.log") as srv:
+        pid = srv.proc.pid
+        idle = [srv.request("GET", p)[0] for p in pages]
+        assert set(idle) == {200}
+
+        t0 = time.monotonic()
+        half = net.half_open(srv.port, half_n)
+        open_half_s = time.monotonic() - t0
+        streams = [net.open_stream(srv.port, "/-/events/load?for=60") for _ in range(streams_n)]
+        live = [s for s, status, _ in streams if status == 200]
+        refused = [(status, h) for _, status, h in streams if status != 200]
+        for s, status, _ in streams:
+            if status != 200:
+                s.close()
+        drain = net.Drain(live)
+
+        lat: list[float] = []
+        statuses: Counter = Counter()
+        for i in range(requests_n):
+            path = pages[i % len(pages)]
+            t1 = time.perf_counter()
+            status, _, _ = srv.request("GET", path, timeout=30)
+            lat.append((time.perf_counter() - t1) * 1000)
+            statuses[status] += 1
+        streamed = drain.bytes
+        drain.stop()
+
+        # recovery, nobody restarting anything: the idle half-open connections are closed
+        # by the server itself, the streams' slots come back when their tabs go away
+        for s in live:
+            s.close()
+        reclaimed_s = net.wait_closed_by_server(half, timeout=90)
+        for s in half:
+            s.close()
+        time.sleep(1)  # a closed stream notices at its next keep-alive (0.3 s)
+        again = [net.open_stream(srv.port, "/-/events/load?for=1") for _ in range(len(live))]
+        for s, _, _ in again:
+            s.close()
+        results: list[int] = []
+        t2 = time.monotonic()
+        burst = [
+            threading.Thread(target=lambda: results.append(srv.request("GET", "/", timeout=60)[0]))
+            for _ in range(300)
+        ]
+        for t in burst:
+            t.start()
+        for t in burst:
+            t.join(timeout=120)
+        burst_s = time.monotonic() - t2
+        after = [srv.request("GET", p)[0] for p in pages]
+        assert srv.proc.poll() is None and srv.proc.pid == pid  # the same server throughout
+
+    p95 = fh.percentile(lat, 95)
+    FIG["network"] = {
+        "half_open": half_n,
+        "opened_half_open_s": round(open_half_s, 2),
+        "streams_asked": streams_n,
+        "streams_live": len(live),
+        "streams_503": len(refused),
+        "stream_bytes_during_load": streamed,
+        "requests": requests_n,
+        "non_200": sum(v for k, v in statuses.items() if k != 200),
+        "p50_ms": round(fh.percentile(lat, 50), 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(max(lat), 1),
+        "half_open_closed_by_server_s": round(reclaimed_s, 1) if reclaimed_s else None,
+        "slots_back": sum(1 for _, status, _ in again if status == 200),
+        "burst_300_get_s": round(burst_s, 2),
+    }
+    assert statuses == Counter({200: requests_n}), statuses
+    assert p95 < 250, f"p95 {p95:.0f} ms under load"
+    assert 0 < len(live) < streams_n and streamed > 0
+    assert all(status == 503 and h.get("retry-after") for status, h in refused), refused[:3]
+    assert reclaimed_s is not None, "half-open connections outlived the idle timeout"
+    assert [status for _, status, _ in again] == [200] * len(live), "a stream slot leaked"
+    assert results == [200] * 300 and set(after) == {200}

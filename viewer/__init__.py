@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+
+#: live progress streams at once (each holds a server thread); more get 503 and poll
+SSE_MAX_STREAMS = 8
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -15,29 +19,35 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(
         EXQ_STORE=os.environ.get("EXQ_STORE", ""),
-        SECRET_KEY=secrets.token_hex(32),
+        SECRET_KEY=None,  # the store's viewer.secret (see use_store_secret)
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
         MAX_UPLOAD_PIXELS=40_000_000,
         EXPORT=False,
         JOB_WORKERS=2,
         JOB_QUEUE=16,
         SESSION_COOKIE_SAMESITE="Strict",
+        SERVE_HOST=None,  # the address `exq serve --host` bound: its name is allowed too
+        SSE_MAX_STREAMS=SSE_MAX_STREAMS,
     )
     if test_config:
         app.config.update(test_config)
     if not app.config["EXQ_STORE"]:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
-    from viewer import actions, assets, jobs, pages, web
+    from viewer import actions, assets, jobs, pages, security, web
     from viewer.contexts import PageOptions, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
         branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()), memo=StepsMemo()
     )
+    app.extensions["exq_sse_slots"] = threading.BoundedSemaphore(
+        max(0, int(app.config["SSE_MAX_STREAMS"]))
+    )
     app.url_map.converters["oid"] = web.IdConverter
     app.url_map.converters["name"] = web.NameConverter
     web.init_errors(app)
     web.init_templates(app)
+    security.init_app(app, app.config["SERVE_HOST"])
     app.before_request(web.check_csrf)
     if app.config["EXPORT"]:
         app.before_request(web.set_export_depth)
@@ -46,4 +56,29 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config["EXPORT"]:
         app.register_blueprint(actions.bp)
         jobs.init_app(app)
+    if not app.config["SECRET_KEY"]:
+        use_store_secret(app)
     return app
+
+
+def use_store_secret(app: Flask) -> None:
+    """Sign cookies (and so CSRF tokens) with the store's secret: they survive a restart.
+
+    An export writes nothing into the store, and a store that cannot be written (or
+    holds an unusable secret file) gets a secret of this process only, said in the log.
+    """
+    from exquisite_store.errors import ExqError
+    from exquisite_store.store.secret_file import load_or_create_secret
+
+    if app.config["EXPORT"]:
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        return
+    try:
+        app.config["SECRET_KEY"] = load_or_create_secret(Path(app.config["EXQ_STORE"]))
+    except ExqError as exc:
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.logger.warning(
+            "%s; using a secret of this process: pages opened before a restart will need "
+            "a reload before they can change anything",
+            exc.message,
+        )

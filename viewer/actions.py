@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    request,
+)
 
 from exquisite_store import core
 from exquisite_store.errors import NotFound, UserError
 from exquisite_store.pipeline.params import FIELDS
 from viewer.jobs import get_jobs
-from viewer.web import get_store, href, wants_json
+from viewer.web import error_response, get_store, href, wants_json
 
 bp = Blueprint("actions", __name__)
+#: seconds a page refused a live stream waits before it asks again (it polls meanwhile)
+SSE_RETRY_AFTER_S = 5
 
 
 def _form() -> dict[str, Any]:
@@ -144,7 +155,11 @@ def jobs(name: str):
 
 @bp.get("/-/events/<name:name>")
 def events(name: str):
-    """Server-Sent Events from the session's event log; resumes at ``Last-Event-ID``."""
+    """Server-Sent Events from the session's event log; resumes at ``Last-Event-ID``.
+
+    Each stream holds a server thread, so only ``SSE_MAX_STREAMS`` run at once; beyond
+    that the answer is 503 with ``Retry-After`` and the page polls ``/-/jobs/NAME.json``.
+    """
     store = get_store()
     store.session(name)
     try:
@@ -158,22 +173,56 @@ def events(name: str):
         limit_s = math.nan
     if math.isnan(limit_s):  # nan never passes the deadline: the stream would never end
         raise UserError("'for' must be a number of seconds")
+    slot = StreamSlot(current_app.extensions["exq_sse_slots"])
+    if not slot.taken:
+        busy = make_response(
+            error_response(
+                503,
+                f"too many live progress streams at once; poll /-/jobs/{name}.json instead",
+                retry_after_s=SSE_RETRY_AFTER_S,
+            )
+        )
+        busy.headers["Retry-After"] = str(SSE_RETRY_AFTER_S)
+        return busy
 
     def stream():
         nonlocal after
-        yield "retry: 1000\n\n"
-        deadline = time.monotonic() + min(max(limit_s, 0.0), 60.0)
-        while True:
-            for ev in store.events(name, after):
-                after = ev.seq
-                payload = {"seq": ev.seq, "type": ev.type, "time_ms": ev.time_ms, **ev.data}
-                yield f"id: {ev.seq}\nevent: {ev.type}\ndata: {json.dumps(payload)}\n\n"
-            if once or time.monotonic() > deadline:
-                return
-            yield ": keep-alive\n\n"
-            time.sleep(0.3)
+        try:
+            yield "retry: 1000\n\n"
+            deadline = time.monotonic() + min(max(limit_s, 0.0), 60.0)
+            cursor = 0  # the first read takes the whole log, each later one only what is new
+            while True:
+                new, cursor = store.tail_events(name, cursor, after)
+                for ev in new:
+                    after = ev.seq
+                    payload = {"seq": ev.seq, "type": ev.type, "time_ms": ev.time_ms, **ev.data}
+                    yield f"id: {ev.seq}\nevent: {ev.type}\ndata: {json.dumps(payload)}\n\n"
+                if once or time.monotonic() > deadline:
+                    return
+                yield ": keep-alive\n\n"
+                time.sleep(0.3)
+        finally:
+            slot.release()
 
-    resp = Response(stream_with_context(stream()), mimetype="text/event-stream")
+    # a plain generator: it needs no request context (everything it uses is bound above)
+    resp = Response(stream(), mimetype="text/event-stream")
+    resp.call_on_close(slot.release)  # a stream closed before it started
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
+
+
+class StreamSlot:
+    """One of the app's live-stream slots, taken without waiting, given back exactly once."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self.taken = slots.acquire(blocking=False)
+
+    def release(self) -> None:
+        """Give the slot back (a second call does nothing)."""
+        with self._lock:
+            if self.taken:
+                self.taken = False
+                self._slots.release()

@@ -11,27 +11,37 @@ from exquisite_store.cli.helpers import open_store
 from exquisite_store.errors import UserError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_WORKERS = 32
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="Steps run at once.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, MAX_WORKERS),
+    help="Steps run at once.",
+)
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Serve the viewer for the store (loopback only unless told otherwise)."""
     from viewer import create_app
+    from viewer.server import listen, make_server, url_of
 
     store = open_store(ctx, create=True)
+    socks = listen(host, port)  # a taken port is one line, before anything starts
     if host not in LOOPBACK:
         click.echo(
             f"WARNING: binding to {host} exposes the store to the network: anyone who can "
             "reach this address can read every image and start paid steps.",
             err=True,
         )
-    app = create_app({"EXQ_STORE": str(store.root), "JOB_WORKERS": workers})
-    click.echo(f"serving {store.root} at http://{host}:{port}/")
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    app = create_app({"EXQ_STORE": str(store.root), "JOB_WORKERS": workers, "SERVE_HOST": host})
+    server = make_server(app, socks)
+    click.echo(f"serving {store.root} at {url_of(host, port)}")
+    server.run()
 
 
 @click.command()

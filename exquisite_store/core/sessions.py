@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from exquisite_store import imageio
-from exquisite_store.errors import ConfigError
+from exquisite_store.errors import ConfigError, UserError
 from exquisite_store.fixtures import read_fixture
 from exquisite_store.ids import ObjectId
 from exquisite_store.manifests import Session
@@ -21,6 +21,8 @@ from exquisite_store.store.refs import check_name
 
 MAX_TITLE = 200
 MAX_SOURCE_NAME = 200
+#: a session may not be named like a page's JSON twin (``/s/NAME.json``)
+JSON_SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,14 @@ def new_session(
 ) -> NewSession:
     """Check a new session's name, title and budget (a refusal writes nothing)."""
     check_name(name, "session")
+    if name.lower().endswith(JSON_SUFFIX):
+        # only new names: a session made before this rule stays readable everywhere
+        raise UserError(
+            f"session name {name!r} ends in {JSON_SUFFIX!r}, which names a page's JSON twin "
+            f"in the viewer (/s/{name} would be the JSON of session {name[:-5]!r}); "
+            "choose another name",
+            field="name",
+        )
     if len(title) > MAX_TITLE:
         raise ConfigError(f"title must be at most {MAX_TITLE} characters", field="title")
     return NewSession(name, image, title, parse_budget(budget))

@@ -57,8 +57,9 @@ class Refs:
         return f"{check_name(session, 'session')}/heads/{check_name(branch, 'branch')}"
 
     def sessions(self) -> list[str]:
-        """Names of every session with a session pointer."""
-        return sorted({r.split("/")[0] for r in self.storage.list_refs() if r.endswith("/session")})
+        """Names of every session with a session pointer (only the top of ``refs/`` is read)."""
+        refs = self.storage.list_refs(depth=2)
+        return sorted(r.split("/")[0] for r in refs if r.endswith("/session"))
 
     def branches(self, session: str) -> dict[str, str]:
         """``{branch: step id}`` of a session."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from exquisite_store.errors import ArtifactWriteError, BranchMoved, NotFound
+from exquisite_store.errors import ArtifactWriteError, BranchMoved, LayoutError, NotFound
 from exquisite_store.store import nofollow
 from exquisite_store.store.files import (
     LockFile,
@@ -90,8 +91,13 @@ class BaseStorage:
         """Remove ``name`` if it is ``old`` now (its reflog stays, with ``log`` appended)."""
         raise NotImplementedError
 
-    def list_refs(self, prefix: str = "") -> list[str]:
-        """Names of refs starting with ``prefix``, sorted."""
+    def list_refs(self, prefix: str = "", depth: int | None = None) -> list[str]:
+        """Names of refs starting with ``prefix``, sorted.
+
+        Only the folder the prefix names is read (``garden/heads/`` lists one session's
+        branches, not every ref of the store); ``depth`` keeps names of at most that many
+        ``/``-separated parts (``depth=2``: ``garden/session``, not ``garden/heads/main``).
+        """
         raise NotImplementedError
 
     def append_log(self, name: str, line: bytes) -> None:
@@ -100,6 +106,14 @@ class BaseStorage:
 
     def read_log(self, name: str) -> list[bytes]:
         """All lines of a log (empty if none)."""
+        raise NotImplementedError
+
+    def read_log_from(self, name: str, cursor: int = 0) -> tuple[list[bytes], int]:
+        """The whole lines appended to a log since ``cursor``, and the cursor after them.
+
+        A cursor is opaque (a byte offset on disk, a line index in memory); 0 is the
+        start. A line still being written is left for the next call.
+        """
         raise NotImplementedError
 
     def list_logs(self, prefix: str = "") -> list[str]:
@@ -263,9 +277,38 @@ class DiskStorage(BaseStorage):
                 with contextlib.suppress(ArtifactWriteError):
                     self.append_log(f"refs/{name}", log)
 
-    def list_refs(self, prefix: str = "") -> list[str]:
-        names = nofollow.walk_files(self.root, "refs")
-        return sorted(n for n in names if n.startswith(prefix) and not n.endswith(".lock"))
+    def list_refs(self, prefix: str = "", depth: int | None = None) -> list[str]:
+        folder = prefix.rpartition("/")[0]
+        start = f"refs/{folder}" if folder else "refs"
+        try:  # the prefix's folder must be a real folder, with no link on the way
+            st = nofollow.lstat(self.root, start)
+        except LayoutError:
+            return []
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return []
+        out = []
+        todo = [(self.root / start, folder)]
+        while todo:
+            path, rel = todo.pop()
+            try:
+                entries = list(os.scandir(path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                parts = name.count("/") + 1
+                if entry.is_dir(follow_symlinks=False):
+                    # into a folder only if it can hold a match within ``depth`` parts
+                    fits = (name + "/").startswith(prefix) or prefix.startswith(name + "/")
+                    if fits and (depth is None or parts < depth):
+                        todo.append((Path(entry.path), name))
+                elif (
+                    entry.is_file(follow_symlinks=False)
+                    and not entry.name.endswith(".lock")
+                    and name.startswith(prefix)
+                ):
+                    out.append(name)
+        return sorted(out)
 
     def list_locks(self) -> list[Path]:
         """Every ``*.lock`` file under refs/ (stale ones are reported, never broken)."""
@@ -301,6 +344,23 @@ class DiskStorage(BaseStorage):
             if data.endswith(b"\n")
             else [ln for ln in data.split(b"\n")[:-1] if ln]
         )
+
+    def read_log_from(self, name: str, cursor: int = 0) -> tuple[list[bytes], int]:
+        fd = nofollow.open_fd(self.root, f"logs/{name}")
+        if fd is None:
+            return [], 0
+        try:
+            if os.fstat(fd).st_size < cursor:
+                cursor = 0  # not the file the cursor was made on: read it from the start
+            chunks, pos = [], cursor
+            while chunk := os.pread(fd, 1 << 20, pos):
+                chunks.append(chunk)
+                pos += len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        whole = data[: data.rfind(b"\n") + 1]  # a torn or unfinished last line waits
+        return [ln for ln in whole.split(b"\n") if ln], cursor + len(whole)
 
     def last_log_line(self, name: str) -> bytes | None:
         # read backwards from the end: appending an event must not cost the whole log
@@ -410,8 +470,12 @@ class MemoryStorage(BaseStorage):
             if log is not None:
                 self.append_log(f"refs/{name}", log)
 
-    def list_refs(self, prefix: str = "") -> list[str]:
-        return sorted(n for n in self._refs if n.startswith(prefix))
+    def list_refs(self, prefix: str = "", depth: int | None = None) -> list[str]:
+        return sorted(
+            n
+            for n in self._refs
+            if n.startswith(prefix) and (depth is None or n.count("/") < depth)
+        )
 
     def append_log(self, name: str, line: bytes) -> None:
         with self._mutex:
@@ -420,6 +484,11 @@ class MemoryStorage(BaseStorage):
     def read_log(self, name: str) -> list[bytes]:
         with self._mutex:
             return list(self._logs.get(name, []))
+
+    def read_log_from(self, name: str, cursor: int = 0) -> tuple[list[bytes], int]:
+        with self._mutex:
+            lines = self._logs.get(name, [])
+            return list(lines[cursor:]), len(lines)
 
     def list_logs(self, prefix: str = "") -> list[str]:
         return sorted(n for n in self._logs if n.startswith(prefix))

@@ -273,9 +273,25 @@ class Store:
         lines = self._read_log(f"sessions/{check_name(session, 'session')}/events")
         return [e for e in lines if e.seq > after]
 
+    def tail_events(
+        self, session: str, cursor: int = 0, after: int = 0
+    ) -> tuple[list[LogLine], int]:
+        """Events appended since ``cursor`` (0: the whole log) numbered above ``after``.
+
+        Returns them and the cursor to pass next time: a follower reads each line once,
+        never the whole log again (the viewer's live progress polls this).
+        """
+        name = f"sessions/{check_name(session, 'session')}/events"
+        lines, cursor = self.storage.read_log_from(name, cursor)
+        return [e for e in self._decode(lines) if e.seq > after], cursor
+
     def _read_log(self, name: str) -> list[LogLine]:
+        return self._decode(self.storage.read_log(name))
+
+    @staticmethod
+    def _decode(lines: list[bytes]) -> list[LogLine]:
         out = []
-        for raw in self.storage.read_log(name):
+        for raw in lines:
             try:
                 out.append(_log_decoder.decode(raw))
             except (msgspec.ValidationError, msgspec.DecodeError):

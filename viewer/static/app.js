@@ -67,7 +67,9 @@
     const progress = $("#progress");
     const cands = $("#candidates");
     // events of a job we just started come after the page's last one; a reloaded
-    // page following a job it did not start reads the log from the beginning
+    // page following a job it did not start reads the log from the beginning.
+    // Live events come over SSE; when the server has no stream to spare (503) the
+    // page asks /-/jobs/<session>.json every 2 s instead.
     const cancelButton = $("#cancel-job");
     const follow = (job, after) => {
       progress.innerHTML = "";
@@ -80,24 +82,21 @@
           if (!r.ok) { const j = await r.json(); cancelButton.disabled = false; cancelButton.textContent = `cannot cancel: ${j.error}`; }
         };
       }
-      const finished = () => { if (cancelButton) cancelButton.hidden = true; };
       const line = (text, cls) => { const li = document.createElement("li"); li.textContent = text; if (cls) li.className = cls; progress.appendChild(li); return li; };
-      let last = null;
+      let last = null, phase = null, finished = false, timer = null;
+      const seen = new Set();
       const es = new EventSource(`${base}-/events/${session}?after=${after || 0}`);
-      es.onmessage = () => {};
-      const handle = (ev) => {
-        const d = JSON.parse(ev.data);
-        if (d.job !== job) return;
-        if (d.type === "queued") line("queued");
-        if (d.type === "started") line("started");
-        if (d.type === "progress") { if (last) last.className = "done"; last = line(d.phase, "now"); }
-        if (d.type === "failed") { if (last) last.className = "fail"; line(`failed: ${d.kind}: ${d.message}`, "fail"); es.close(); form.querySelector("button").disabled = false; finished(); }
+      const stop = () => { finished = true; es.close(); if (timer) clearInterval(timer); form.querySelector("button").disabled = false; if (cancelButton) cancelButton.hidden = true; };
+      // one event of this job, from the stream or made from a polled state
+      const show = (d) => {
+        if (finished) return;
+        if ((d.type === "queued" || d.type === "started") && !seen.has(d.type)) { seen.add(d.type); line(d.type); }
+        if (d.type === "progress" && d.phase !== phase) { phase = d.phase; if (last) last.className = "done"; last = line(d.phase, "now"); }
+        if (d.type === "failed") { if (last) last.className = "fail"; line(`failed: ${d.kind}: ${d.message}`, "fail"); stop(); }
         if (d.type === "succeeded") {
           if (last) last.className = "done";
           line(`done: ${d.step_ids.length} candidate(s)`, "done");
-          es.close();
-          finished();
-          form.querySelector("button").disabled = false;
+          stop();
           cands.innerHTML = "";
           const ul = document.createElement("ul"); ul.className = "plain";
           Object.entries(d.branches).forEach(([b, sid]) => {
@@ -116,7 +115,26 @@
           cands.appendChild(reload);
         }
       };
+      const handle = (ev) => { const d = JSON.parse(ev.data); if (d.job === job) show(d); };
       ["queued", "started", "progress", "succeeded", "failed"].forEach((t) => es.addEventListener(t, handle));
+      const poll = async () => {
+        try {
+          const r = await fetch(`${base}-/jobs/${session}.json`, { headers: { "X-Requested-With": "fetch" } });
+          if (!r.ok) return;
+          const st = (await r.json())[job];
+          if (!st) return;
+          show({ type: "queued" });
+          if (st.state !== "queued") show({ type: "started" });
+          if (st.phase) show({ type: "progress", phase: st.phase });
+          if (st.state === "succeeded" || st.state === "failed") show({ type: st.state, ...st.result });
+        } catch (err) { /* the next poll tries again */ }
+      };
+      // a refused stream (503) or one that cannot reconnect is closed for good: poll
+      es.onerror = () => {
+        if (es.readyState !== EventSource.CLOSED || finished || timer) return;
+        timer = setInterval(poll, 2000);
+        poll();
+      };
     };
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
