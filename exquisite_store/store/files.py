@@ -182,8 +182,13 @@ def flocked(path: Path, exclusive: bool) -> Iterator[None]:
     """Hold an advisory ``flock`` on ``path`` (released by the kernel if we die)."""
     import fcntl
 
-    ensure_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        ensure_dir(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a full disk cannot make the lock's folder or file
+        raise ArtifactWriteError(
+            f"cannot take lock {path.name}: {os.strerror(exc.errno or 0) or exc}", path=str(path)
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
