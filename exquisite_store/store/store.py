@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -13,7 +14,13 @@ import msgspec
 import numpy as np
 
 from exquisite_store import imageio
-from exquisite_store.errors import AlreadyExists, BranchMoved, NotFound, StoreError
+from exquisite_store.errors import (
+    AlreadyExists,
+    ArtifactWriteError,
+    BranchMoved,
+    NotFound,
+    StoreError,
+)
 from exquisite_store.ids import ObjectId
 from exquisite_store.manifests import Attempt, Canvas, Result, Session, Step, StepParams
 from exquisite_store.store.canvas import compose_full, put_canvas
@@ -76,8 +83,14 @@ class Store:
         root = Path(root).absolute()
         if (root / "store.toml").exists():
             raise AlreadyExists(f"a store already exists at {root}", path=str(root))
-        for sub in ("objects", "refs", "logs", "tmp", "cache"):
-            ensure_dir(root / sub)
+        try:
+            for sub in ("objects", "refs", "logs", "tmp", "cache"):
+                ensure_dir(root / sub)
+        except OSError as exc:  # a full disk: one line, and a rerun finishes the job
+            raise ArtifactWriteError(
+                f"cannot create the store at {root}: {os.strerror(exc.errno or 0) or exc}",
+                path=str(root),
+            ) from exc
         text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
         atomic_write(root / "store.toml", text.encode(), tmp_dir=root / "tmp", exclusive=True)
         return cls(DiskStorage(root), tile_size=tile_size, clock=clock)
