@@ -188,6 +188,8 @@ def import_bytes(
             raise ImageRejected(f"{what} has an EXIF block Pillow cannot apply: {exc}") from exc
         notes.append(f"EXIF orientation {orientation}: {_ORIENTATIONS[orientation]}")
     img = _to_8_bits(img, what, notes)
+    if not icc and img.mode in CANVAS_MODES:  # the common case: nothing more to do
+        return Imported(to_array(img), tuple(notes))
     try:
         colour, alpha = _split_alpha(img)
         rgb = _to_srgb(colour, icc, notes) if icc else colour.convert("RGB")
