@@ -164,6 +164,14 @@ def test_an_animated_image_is_refused_unless_a_frame_is_picked(fmt: str) -> None
         imageio.import_bytes(data, frame=3)
 
 
+def test_a_cameras_multi_picture_jpeg_gives_its_main_picture() -> None:
+    main, extra = Image.new("RGB", (32, 24), (250, 10, 10)), Image.new("RGB", (32, 24))
+    data = encode(main, "MPO", save_all=True, append_images=[extra], quality=95)
+    got = imageio.import_bytes(data)
+    assert np.abs(got.pixels.astype(int) - (250, 10, 10)).max() < 8
+    assert got.notes == ("the main picture of 2 in a multi-picture JPEG",)
+
+
 def test_a_still_image_takes_frame_0_and_nothing_else() -> None:
     data = encode(Image.new("RGB", (4, 4), (9, 9, 9)))
     assert imageio.import_bytes(data, frame=0).notes == ()
