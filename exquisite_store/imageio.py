@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageOps
 
 from exquisite_store.errors import ImageRejected
 
@@ -18,6 +20,8 @@ from exquisite_store.errors import ImageRejected
 MAX_PIXELS = 64 * 1024 * 1024
 #: Largest image file read from a user (no compressed image of MAX_PIXELS needs more).
 MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Largest PNG text chunk read (Pillow's own cap on a decompressed one is the same).
+MAX_TEXT_BYTES = 1024 * 1024
 CANVAS_MODES = ("RGB", "RGBA")
 STORED_MODES = ("RGB", "RGBA", "L", "LA")
 
@@ -114,9 +118,34 @@ def encode_png(
     return buf.getvalue()
 
 
+def _png_text_chunk_sizes(path: str) -> list[tuple[str, int]]:
+    """The type and length of every text chunk of a PNG file, read without its data."""
+    sizes = []
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return []  # Pillow says what it is instead
+        while head := f.read(8):
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"tEXt", b"zTXt", b"iTXt"):
+                sizes.append((kind.decode("ascii"), length))
+            if kind == b"IEND":
+                break
+            f.seek(length + 4, io.SEEK_CUR)  # the data and its CRC
+    return sizes
+
+
 def read_png_text(path: str) -> dict[str, str]:
-    """The text chunks (tEXt/zTXt/iTXt) of a PNG file."""
+    """The text chunks (tEXt/zTXt/iTXt) of a PNG file, each at most MAX_TEXT_BYTES."""
+    limit = f"the limit of {MAX_TEXT_BYTES // (1024 * 1024)} MB"
     try:
+        for kind, length in _png_text_chunk_sizes(path):
+            if length > MAX_TEXT_BYTES:
+                raise ImageRejected(
+                    f"{path} has a {kind} text chunk of {length} bytes, over {limit}",
+                    limit_bytes=MAX_TEXT_BYTES,
+                )
         with Image.open(path) as img:
             if img.format != "PNG":
                 raise ImageRejected(f"{path} is a {img.format} file, not a PNG")
@@ -126,19 +155,164 @@ def read_png_text(path: str) -> dict[str, str]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"{path} is too large to read safely: {exc}") from exc
+    except ValueError as exc:  # Pillow's caps on decompressed text
+        raise ImageRejected(f"{path} has a compressed text chunk over {limit}") from exc
     except OSError as exc:
         raise ImageRejected(f"{path} cannot be read as a PNG: {exc}") from exc
+    except Exception as exc:  # Pillow raises many types for broken input
+        raise ImageRejected(f"{path} cannot be read as a PNG: {type(exc).__name__}") from exc
+
+
+# --- start images: as the user sees them ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A start image in a canvas mode, and what was done to bring it there."""
+
+    pixels: np.ndarray
+    notes: tuple[str, ...] = ()
+
+
+_ORIENTATIONS = {
+    2: "mirrored left to right",
+    3: "turned 180°",
+    4: "mirrored top to bottom",
+    5: "mirrored and turned 90° anticlockwise",
+    6: "turned 90° clockwise",
+    7: "mirrored and turned 90° clockwise",
+    8: "turned 90° anticlockwise",
+}
+
+
+def import_bytes(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, what: str = "image", frame: int | None = None
+) -> Imported:
+    """Decode a start image as a viewer shows it: one frame, upright, 8 bits, sRGB.
+
+    An animated (or multi-page) image is refused unless ``frame`` picks one (0-based);
+    the EXIF orientation is applied; 16-bit greyscale is scaled to 8 bits; an embedded
+    ICC profile is converted to sRGB (Pillow's ImageCms). ``notes`` says what was done.
+    """
+    img = decode(data, max_pixels=max_pixels, what=what)
+    notes: list[str] = []
+    icc = img.info.get("icc_profile")
+    orientation = _orientation(img)
+    img = _pick_frame(img, frame, what, notes)
+    if orientation in _ORIENTATIONS:
+        try:
+            img = ImageOps.exif_transpose(img) or img
+        except Exception as exc:  # a broken EXIF block
+            raise ImageRejected(f"{what} has an EXIF block Pillow cannot apply: {exc}") from exc
+        notes.append(f"EXIF orientation {orientation}: {_ORIENTATIONS[orientation]}")
+    img = _to_8_bits(img, what, notes)
+    if not icc and img.mode in CANVAS_MODES:  # the common case: nothing more to do
+        return Imported(to_array(img), tuple(notes))
+    try:
+        colour, alpha = _split_alpha(img)
+        rgb = _to_srgb(colour, icc, notes) if icc else colour.convert("RGB")
+        if alpha is not None:
+            rgb.putalpha(alpha)
+    except (ValueError, OSError) as exc:  # a mode Pillow cannot bring to RGB (LAB, HSV, ...)
+        raise ImageRejected(f"{what} has {img.mode} pixels, which cannot be made RGB") from exc
+    return Imported(to_array(normalize_mode(rgb)), tuple(notes))
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # an unreadable EXIF block orients nothing
+        return 1
+
+
+def _pick_frame(img: Image.Image, frame: int | None, what: str, notes: list[str]) -> Image.Image:
+    try:
+        count = int(getattr(img, "n_frames", 1))
+    except Exception as exc:
+        raise ImageRejected(f"{what} cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    if frame is None:
+        if count > 1 and img.format == "MPO":  # a camera's extra pictures: take its main one
+            notes.append(f"the main picture of {count} in a multi-picture JPEG")
+        elif count > 1:
+            raise ImageRejected(
+                f"{what} is animated ({count} frames) and a session starts from one still "
+                f"image: pick a frame from 0 to {count - 1} (`exq new --frame N`, or the "
+                "upload form's frame field)",
+                frames=count,
+            )
+        return img
+    if not 0 <= frame < count:
+        raise ImageRejected(
+            f"{what} has {count} frame{'s' if count != 1 else ''}: frame {frame} is not "
+            f"one of them (0 to {count - 1})",
+            frames=count,
+        )
+    if count == 1:
+        return img
+    try:
+        img.seek(frame)
+        img.load()
+    except Exception as exc:  # a later frame may be broken where the first was not
+        raise ImageRejected(f"{what}: frame {frame} cannot be decoded: {exc}") from exc
+    notes.append(f"frame {frame} of {count} of an animated {img.format}")
+    return img
+
+
+def _to_8_bits(img: Image.Image, what: str, notes: list[str]) -> Image.Image:
+    """16-bit (and 16-bit-in-32) greyscale scaled to 8 bits; other deep modes refused."""
+    if img.mode.startswith("I"):
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageRejected(f"{what} has 32-bit integer pixels; save it with 8 or 16 bits")
+        notes.append("16-bit greyscale scaled to 8 bits")
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if img.mode == "F":
+        raise ImageRejected(f"{what} has floating-point pixels; save it with 8 or 16 bits")
+    return img
+
+
+def _split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """The colour part (L, RGB or CMYK) and the alpha channel (or None)."""
+    if img.mode in ("L", "RGB", "CMYK"):
+        return img, None
+    if img.mode in ("LA", "RGBA"):
+        return img.convert(img.mode[:-1]), img.getchannel("A")
+    img = normalize_mode(img)  # palette, 1-bit, premultiplied, YCbCr, ...
+    return (img.convert("RGB"), img.getchannel("A")) if img.mode == "RGBA" else (img, None)
+
+
+@functools.cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _to_srgb(colour: Image.Image, icc: bytes, notes: list[str]) -> Image.Image:
+    """Convert through the embedded profile; a profile that does not fit is ignored (noted)."""
+    plain = colour.convert("RGB")
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = " ".join(ImageCms.getProfileDescription(profile).split())
+        out = ImageCms.profileToProfile(colour, profile, _srgb(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        notes.append(f"embedded colour profile ignored: it cannot be used ({reason})")
+        return plain
+    name = "".join(ch for ch in name if ch.isprintable())[:80] or "unnamed"
+    if out is None or ImageChops.difference(out, plain).getbbox() is None:
+        return plain  # an sRGB profile: nothing changed
+    notes.append(f"converted from its colour profile {name!r} to sRGB")
+    return out
 
 
 def load_file_bytes(
     data: bytes, *, max_pixels: int = MAX_PIXELS, what: str = "image"
 ) -> np.ndarray:
-    """Decode user-supplied bytes into a canvas-mode array (RGB or RGBA)."""
-    return to_array(normalize_mode(decode(data, max_pixels=max_pixels, what=what)))
+    """Decode user-supplied bytes into a canvas-mode array (RGB or RGBA), as imported."""
+    return import_bytes(data, max_pixels=max_pixels, what=what).pixels
 
 
-def read_image_file(path: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file given by a user into a canvas-mode array."""
+def import_file(path: str, *, max_pixels: int = MAX_PIXELS, frame: int | None = None) -> Imported:
+    """Read an image file given by a user, as ``import_bytes`` does."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -149,7 +323,12 @@ def read_image_file(path: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             f"{path} is too large: over the limit of {MAX_FILE_BYTES // (1024 * 1024)} MB",
             limit_bytes=MAX_FILE_BYTES,
         )
-    return load_file_bytes(data, max_pixels=max_pixels, what=str(path))
+    return import_bytes(data, max_pixels=max_pixels, what=str(path), frame=frame)
+
+
+def read_image_file(path: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file given by a user into a canvas-mode array."""
+    return import_file(path, max_pixels=max_pixels).pixels
 
 
 def write_png(path: str, arr: np.ndarray, *, text: dict[str, str] | None = None) -> None:

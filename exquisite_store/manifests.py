@@ -204,6 +204,9 @@ class Step(Manifest, tag="step", kw_only=True):
     response: Response | None = None
     result: Result
     timing: Timing = Timing()
+    #: a root step: what the import did to the start image (rotated, converted, ...);
+    #: UNSET (and so not encoded) when it did nothing, keeping such roots' ids
+    import_notes: tuple[str, ...] | UnsetType = UNSET
 
 
 class Attempt(Manifest, tag="attempt", kw_only=True):

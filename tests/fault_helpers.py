@@ -187,15 +187,16 @@ class FaultyOs:
 
         return call
 
-    def install(self, monkeypatch: Any) -> FaultyOs:
-        """Put the counting ``os`` into the store's file modules (undone by monkeypatch)."""
+    def install(self, monkeypatch: Any, *more: types.ModuleType) -> FaultyOs:
+        """Put the counting ``os`` into the store's file modules and ``more`` (undone by
+        monkeypatch): e.g. ``viewer.export_files``, whose writes then count too."""
         from exquisite_store.store import files, storage
 
         proxy = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if k[:2] != "__"})
         for name in OPS:
             setattr(proxy, name, self._wrap(name, getattr(os, name)))
-        monkeypatch.setattr(files, "os", proxy)
-        monkeypatch.setattr(storage, "os", proxy)
+        for module in (files, storage, *more):
+            monkeypatch.setattr(module, "os", proxy)
         return self
 
 

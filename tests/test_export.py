@@ -118,15 +118,24 @@ def test_reexport_is_incremental(world, site, tmp_path) -> None:
     assert 0 < third.written < first.written / 2, third
 
 
-def test_prune_removes_what_is_no_longer_linked(world, site) -> None:
+def test_prune_removes_what_is_no_longer_linked_and_nothing_else(world, site) -> None:
+    """Prune removes files an earlier export wrote, never a file someone else put there."""
     out, _ = site
     stray = out / "objects" / "zz" / "stray.png"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"x")
-    kept = export_session(world["store"].root, "garden", out)
-    assert stray.exists() and kept.removed == 0
-    pruned = export_session(world["store"].root, "garden", out, prune=True)
-    assert not stray.exists() and pruned.removed == 1
+    side_pages = [out / "step" / f"{sid}.html" for sid in world["side"]]
+    assert all(p.is_file() for p in side_pages)
+    kept = export_session(world["store"].root, "garden", out, branches=["main"])
+    assert kept.removed == 0 and all(p.is_file() for p in side_pages)
+    pruned = export_session(world["store"].root, "garden", out, branches=["main"], prune=True)
+    assert not any(p.exists() for p in side_pages), "the exporter's own stale pages go"
+    assert pruned.removed >= len(side_pages)
+    assert stray.read_bytes() == b"x", "a file the exporter did not write stays"
+    # what is left is exactly what the last export wrote, plus the stray file
+    listed = json.loads((out / ".exquisite-export.json").read_text())["files"]
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk == set(listed) | {".exquisite-export.json", "objects/zz/stray.png"}
 
 
 def test_one_branch(world, tmp_path) -> None:

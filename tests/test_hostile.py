@@ -52,6 +52,7 @@ from . import figures
 from .fakes import openai_server
 from .fakes.openai_server import Behaviour
 from .helpers import FIXTURES
+from .image_makers import animated
 from .viewer_helpers import BufferedClient, make_session, png_bytes, wait_job
 
 KEY = "sk-test-hostile-0123456789abcdef"
@@ -96,6 +97,26 @@ def sparse_png(w: int, h: int) -> bytes:
 
 def truncated_png() -> bytes:
     return png_bytes(64, 64, seed=1)[:-40]
+
+
+def png_with_text_chunk(kind: bytes, body: bytes) -> bytes:
+    """A small PNG carrying one more text chunk (before IEND)."""
+    png = png_bytes(4, 4, seed=1)
+    return png[:-12] + _chunk(kind, body) + png[-12:]
+
+
+def text_chunk_50mb() -> bytes:
+    return png_with_text_chunk(b"tEXt", b"exquisite-store\0" + b"x" * 50_000_000)
+
+
+def ztxt_bomb() -> bytes:  # 50 kB on disk, 50 MB of text once inflated
+    return png_with_text_chunk(b"zTXt", b"exquisite-store\0\0" + zlib.compress(b"x" * 50_000_000))
+
+
+def float_tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.new("F", (8, 8), 0.5).save(buf, format="TIFF")
+    return buf.getvalue()
 
 
 def b64(data: bytes) -> str:
@@ -474,6 +495,59 @@ CASES: list[Case] = [
     ),
     C("cli-export-unwritable-directory", ("export", S, "/proc/nope/site"), "cannot write"),
     C("cli-export-unknown-branch", ("export", S, "<in>/site", "--branch", "../x"), "no branch"),
+    C(
+        "cli-export-prune-into-the-store",
+        ("export", S, "<store>", "--prune", "--force"),
+        "refusing to export into the store",
+    ),
+    C(
+        "cli-export-into-a-folder-of-the-store",
+        ("export", S, "<store>/site"),
+        "refusing to export into the store",
+    ),
+    C(
+        "cli-export-prune-a-folder-of-user-files",
+        ("export", S, "<in>", "--prune"),
+        "is not empty and holds no export",
+        files={"notes.txt": lambda: b"precious"},
+    ),
+    # --- CLI: start images that are not one still picture, and inspect's text chunks -------
+    C(
+        "cli-new-animated-gif",
+        ("new", "n", "<in>/a.gif"),
+        "is animated (3 frames)",
+        files={"a.gif": lambda: animated("GIF")},
+    ),
+    C(
+        "cli-new-frame-out-of-range",
+        ("new", "n", "<in>/a.webp", "--frame", "3"),
+        "frame 3 is not one of them (0 to 2)",
+        files={"a.webp": lambda: animated("WEBP")},
+    ),
+    C(
+        "cli-new-frame-not-a-number",
+        ("new", "n", "<in>/a.png", "--frame", "-1"),
+        "frame must be a whole number from 0",
+        files={"a.png": lambda: animated("PNG")},
+    ),
+    C(
+        "cli-new-floating-point-pixels",
+        ("new", "n", "<in>/f.tif"),
+        "floating-point pixels",
+        files={"f.tif": float_tiff},
+    ),
+    C(
+        "cli-inspect-50mb-text-chunk",
+        ("inspect", "<in>/x.png"),
+        "over the limit of 1 MB",
+        files={"x.png": text_chunk_50mb},
+    ),
+    C(
+        "cli-inspect-ztxt-bomb",
+        ("inspect", "<in>/x.png"),
+        "over the limit of 1 MB",
+        files={"x.png": ztxt_bomb},
+    ),
     # --- CLI: damage on disk ----------------------------------------------------------------
     C(
         "cli-manifest-tampered-show",
@@ -784,6 +858,29 @@ CASES: list[Case] = [
         "http-upload-unicode-filename",
         UP(lambda: b"GIF", "\u202egnp.exe\U0001f3a8"),
         "not an image",
+        400,
+    ),
+    H("http-upload-animated", UP(lambda: animated("GIF"), "a.gif"), "is animated (3 frames)", 400),
+    H(
+        "http-upload-frame-not-a-number",
+        Req(
+            "POST",
+            "/-/new",
+            form={"name": "uploaded", "frame": "two"},
+            upload=(lambda: animated("GIF"), "a.gif"),
+        ),
+        "frame must be a whole number from 0",
+        400,
+    ),
+    H(
+        "http-upload-frame-out-of-range",
+        Req(
+            "POST",
+            "/-/new",
+            form={"name": "uploaded", "frame": "7"},
+            upload=(lambda: animated("PNG"), "a.png"),
+        ),
+        "frame 7 is not one of them",
         400,
     ),
     # --- HTTP: step parameters ------------------------------------------------------------------
@@ -1398,7 +1495,7 @@ def test_hostile(case: Case, template, tmp_path: Path, request, monkeypatch) -> 
     inputs.mkdir()
     for name, content in case.files.items():
         (inputs / name).write_bytes(content())
-    tokens = tokens | {"<in>": str(inputs)}
+    tokens = tokens | {"<in>": str(inputs), "<store>": str(root)}
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", NOWHERE)
     if case.setup is not None:

@@ -72,10 +72,13 @@ def new_session():
     form = request.form
     max_px = int(current_app.config["MAX_UPLOAD_PIXELS"])
     upload = request.files.get("image")
+    frame = core.parse_frame(form.get("frame"))
     if upload is not None and upload.filename:
-        image = core.image_from_bytes(upload.read(), upload.filename, max_pixels=max_px)
+        image = core.image_from_bytes(
+            upload.read(), upload.filename, max_pixels=max_px, frame=frame
+        )
     elif form.get("fixture"):
-        image = core.image_from_fixture(form["fixture"], max_pixels=max_px)
+        image = core.image_from_fixture(form["fixture"], max_pixels=max_px, frame=frame)
     else:
         raise UserError("send a start image (field 'image') or a fixture name")
     start = core.new_session(

@@ -4,16 +4,15 @@ Pages are rendered through the app's own test client with ``EXPORT=True``: every
 link a page makes goes through ``href``, which records it, and the exporter renders
 or copies each recorded path until nothing new is linked. So the export never drifts
 from the viewer and never has a dangling link. Files are named by id: a re-export
-writes only what is new or changed.
+writes only what is new or changed. Where an export may go, how each file is written
+and what ``--prune`` may remove: ``export_files``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from exquisite_store import imageio
@@ -22,61 +21,12 @@ from exquisite_store.manifests import to_builtins
 from exquisite_store.store import Store
 from viewer import create_app, derived_images
 from viewer.contexts import session_steps
+from viewer.export_files import ExportReport, ExportWriter, open_target
 from viewer.export_folders import seed_layout
 from viewer.web import live_url
 
 PAGES = ("index", "session", "gallery", "step", "attempt", "compare")
 STATIC = Path(__file__).resolve().parent / "static"
-
-
-@dataclass
-class ExportReport:
-    """What an export did."""
-
-    pages: int = 0
-    files: int = 0
-    written: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    paths: set[str] = field(default_factory=set)
-
-
-class _Writer:
-    """Writes a file only when it is new or its bytes changed; counts both."""
-
-    def __init__(self, out: Path, report: ExportReport) -> None:
-        self.out, self.report = out, report
-
-    def put(self, rel: str, data: bytes) -> None:
-        dest = self._dest(rel)
-        if dest.exists() and dest.read_bytes() == data:
-            self.report.unchanged += 1
-            return
-        tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-        self.report.written += 1
-
-    def link(self, rel: str, src: Path) -> None:
-        """An immutable file (named by id): hard-link it, or copy it once."""
-        dest = self._dest(rel)
-        if dest.exists():
-            self.report.unchanged += 1
-            return
-        try:
-            os.link(src, dest, follow_symlinks=False)  # src was checked: no link on its way
-        except OSError:
-            with open(os.open(src, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f, open(dest, "wb") as d:
-                shutil.copyfileobj(f, d)
-        self.report.written += 1
-
-    def _dest(self, rel: str) -> Path:
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            raise UserError(f"refusing to write outside the export: {rel!r}")
-        self.report.paths.add(rel)
-        dest = self.out / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        return dest
 
 
 def count_pages(store: Store, session: str) -> int:
@@ -93,15 +43,17 @@ def export_session(
     branches: list[str] | None = None,
     layout_steps: bool = False,
     prune: bool = False,
+    force: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
-    """Write SESSION as a static site into ``out``."""
+    """Write SESSION as a static site into ``out`` (see ``export_files.open_target``)."""
     store = Store.open(store_root)
     sess = store.session(session)
     known = store.refs.branches(session)
     for b in branches or []:
         if b not in known:
             raise UserError(f"session {session!r} has no branch {b!r}")
+    previous = open_target(out, store.root or store_root, session, force=force)
     app = create_app(
         {
             "EXQ_STORE": str(store_root),
@@ -111,64 +63,66 @@ def export_session(
         }
     )
     client = app.test_client()
-    out.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
-    w = _Writer(out, report)
-    links: dict = app.extensions.setdefault("export_links", {})
-    links["index.html"] = ("session", session, {})
-    links["gallery.html"] = ("gallery", session, {})
-    done: set[str] = set()
-    while len(done) < len(links):
-        for path, (kind, value, params) in list(links.items()):
-            if path in done:
-                continue
-            done.add(path)
-            if kind in PAGES:
-                with app.test_request_context():
-                    url = live_url(kind, value, **params)
-                resp = client.get(url, headers={"X-Export-Depth": str(path.count("/"))})
-                if resp.status_code != 200:  # the viewer's own reason, asked for as JSON
-                    again = client.get(url, headers={"Accept": "application/json"})
-                    why = again.get_json(silent=True) or {}
-                    reason = why.get("error") or f"status {resp.status_code}"
-                    raise StoreError(f"cannot export {url}: {reason}")
-                w.put(path, resp.get_data())
-                report.pages += 1
-                if progress:
-                    progress(path)
-            else:
-                _file(store, w, path, kind, value, params)
-                report.files += 1
-    if layout_steps:
-        names = branches or sorted(known)
-        seed_layout(store, session, names, store.refs.current_branch(session), w.put)
-    w.put(
-        "export.json",
-        json.dumps(
-            {"session": to_builtins(sess), "branches": {b: known[b] for b in branches or known}},
-            indent=2,
-            sort_keys=True,
-        ).encode(),
-    )
-    if prune:
-        for f in sorted(out.rglob("*")):
-            rel = f.relative_to(out).as_posix()
-            if f.is_file() and rel not in report.paths:
-                f.unlink()
-                report.removed += 1
+    w = ExportWriter(out, report, previous, store.root)
+    try:
+        links: dict = app.extensions.setdefault("export_links", {})
+        links["index.html"] = ("session", session, {})
+        links["gallery.html"] = ("gallery", session, {})
+        done: set[str] = set()
+        while len(done) < len(links):
+            for path, (kind, value, params) in list(links.items()):
+                if path in done:
+                    continue
+                done.add(path)
+                if kind in PAGES:
+                    with app.test_request_context():
+                        url = live_url(kind, value, **params)
+                    resp = client.get(url, headers={"X-Export-Depth": str(path.count("/"))})
+                    if resp.status_code != 200:  # the viewer's own reason, asked for as JSON
+                        again = client.get(url, headers={"Accept": "application/json"})
+                        why = again.get_json(silent=True) or {}
+                        reason = why.get("error") or f"status {resp.status_code}"
+                        raise StoreError(f"cannot export {url}: {reason}")
+                    w.put(path, resp.get_data())
+                    report.pages += 1
+                    if progress:
+                        progress(path)
+                else:
+                    _file(store, w, path, kind, value, params)
+                    report.files += 1
+        if layout_steps:
+            names = branches or sorted(known)
+            seed_layout(store, session, names, store.refs.current_branch(session), w.put)
+        w.put(
+            "export.json",
+            json.dumps(
+                {
+                    "session": to_builtins(sess),
+                    "branches": {b: known[b] for b in branches or known},
+                },
+                indent=2,
+                sort_keys=True,
+            ).encode(),
+        )
+        if prune:
+            w.prune()
+    except BaseException:
+        with contextlib.suppress(ExqError):  # keep what was written listed, if the disk lets us
+            w.finish(session)
+        raise
+    w.finish(session)
     return report
 
 
-def _file(store: Store, w: _Writer, path: str, kind: str, value: str, params: dict) -> None:
+def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, params: dict) -> None:
     if kind == "object":  # object_path refuses a link anywhere below the store's root
         w.link(path, store.storage.object_path(value))
     elif kind == "canvas":
-        dest = w.out / path
-        if dest.exists():
-            w.report.paths.add(path)
-            w.report.unchanged += 1
-            return
-        w.put(path, canvas_png_with_recipe(store, value))
+        # composing a whole canvas is the export's dearest work: skip it when the file
+        # the previous export wrote from this step is still there, whole
+        if not w.known(path, f"step:{value}"):
+            w.put(path, canvas_png_with_recipe(store, value), eid=f"step:{value}")
     elif kind == "thumb":
         w.link(path, derived_images.thumb_png(store, store.step(value).result.canvas_id))
     elif kind == "diff":

@@ -154,6 +154,8 @@ def describe_step(store: Store, step: Step) -> str:
             f"{rc.backend}{'/' + rc.model if rc.model else ''}  seed {rc.seed}"
         )
     lines = [f"    {what}", f"    canvas {r.width}x{r.height}  {short(r.canvas_id)}"]
+    if step.import_notes:  # UNSET (falsy) unless the import changed the picture
+        lines += [f"    on import: {note}" for note in step.import_notes]
     if step.recipe is not None:
         prompt = store.objects.get_text(step.recipe.prompt_id)
         if prompt:

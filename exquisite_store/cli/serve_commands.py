@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from exquisite_store.cli.helpers import open_store
-from exquisite_store.errors import UserError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_WORKERS = 32
@@ -55,7 +54,16 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     show_default=True,
     help="steps: also write the per-step folder layout of each branch.",
 )
-@click.option("--prune", is_flag=True, help="Remove files of earlier exports no longer linked.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Remove files an earlier export of DIRECTORY wrote that this one no longer links.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty directory that holds no export (or another session's).",
+)
 @click.pass_context
 def export(
     ctx: click.Context,
@@ -64,16 +72,18 @@ def export(
     branches: tuple[str, ...],
     layout: str,
     prune: bool,
+    force: bool,
 ) -> None:
-    """Write SESSION as a static site into DIRECTORY (works from file://)."""
+    """Write SESSION as a static site into DIRECTORY (works from file://).
+
+    DIRECTORY must be new, empty or an earlier export (it holds .exquisite-export.json,
+    the list of files the export wrote); never the store. --prune removes only files
+    that list names.
+    """
     from viewer.export import count_pages, export_session
 
     store = open_store(ctx)
     total = count_pages(store, session)
-    try:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write the export to {directory}: {exc.strerror or exc}") from None
     with click.progressbar(
         length=total, label="rendering pages", file=sys.stderr, show_pos=True
     ) as bar:
@@ -84,6 +94,7 @@ def export(
             branches=list(branches) or None,
             layout_steps=layout == "steps",
             prune=prune,
+            force=force,
             progress=lambda _path: bar.update(1),
         )
     click.echo(

@@ -18,15 +18,28 @@ from exquisite_store.pipeline.params import parse_settings
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--title", default="", help="A title shown in the viewer.")
 @click.option("--budget", "budget_usd", default=None, help="Spending limit in dollars.")
+@click.option(
+    "--frame", default=None, metavar="N", help="Of an animated image, start from frame N (0-based)."
+)
 @click.pass_context
-def new(ctx: click.Context, session: str, image: str, title: str, budget_usd: str | None) -> None:
+def new(
+    ctx: click.Context,
+    session: str,
+    image: str,
+    title: str,
+    budget_usd: str | None,
+    frame: str | None,
+) -> None:
     """Start SESSION from IMAGE (the root step on branch main)."""
     # everything is checked before the store is created: a refusal writes nothing
-    start = core.new_session(session, core.image_from_file(image), title=title, budget=budget_usd)
+    picture = core.image_from_file(image, frame=core.parse_frame(frame))
+    start = core.new_session(session, picture, title=title, budget=budget_usd)
     store = open_store(ctx, create=True)
     _, root = core.create_session(store, start)
     h, w = start.image.pixels.shape[:2]
     click.echo(f"session {session}: root step {root} ({w}x{h}) on main")
+    for note in start.image.notes:
+        click.echo(f"  on import: {note}")
 
 
 @click.command()

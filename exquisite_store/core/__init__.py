@@ -23,6 +23,7 @@ from exquisite_store.core.sessions import (
     image_from_fixture,
     new_session,
     parse_budget,
+    parse_frame,
     set_budget,
     set_defaults,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "mark_abandoned",
     "new_session",
     "parse_budget",
+    "parse_frame",
     "rename_branch",
     "retry_request",
     "set_budget",

@@ -27,28 +27,48 @@ JSON_SUFFIX = ".json"
 
 @dataclass(frozen=True)
 class StartImage:
-    """The pixels a session starts from and the name of where they came from."""
+    """The pixels a session starts from, where they came from, what the import did."""
 
     pixels: np.ndarray
     source_name: str
+    notes: tuple[str, ...] = ()
 
 
-def image_from_file(path: str, *, max_pixels: int = imageio.MAX_PIXELS) -> StartImage:
-    """A start image read from a file."""
-    pixels = imageio.read_image_file(path, max_pixels=max_pixels)
-    return StartImage(pixels, Path(path).name[:MAX_SOURCE_NAME])
+def parse_frame(value: str | int | None) -> int | None:
+    """The frame of an animated image to start from: a whole number from 0; None if unset."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise ConfigError(f"frame must be a whole number from 0, not {text[:40]!r}", field="frame")
+    return int(text)
 
 
-def image_from_bytes(data: bytes, name: str, *, max_pixels: int = imageio.MAX_PIXELS) -> StartImage:
+def _start(imported: imageio.Imported, name: str) -> StartImage:
+    return StartImage(imported.pixels, name[:MAX_SOURCE_NAME], imported.notes)
+
+
+def image_from_file(
+    path: str, *, max_pixels: int = imageio.MAX_PIXELS, frame: int | None = None
+) -> StartImage:
+    """A start image read from a file (as a viewer shows it: upright, sRGB, one frame)."""
+    return _start(imageio.import_file(path, max_pixels=max_pixels, frame=frame), Path(path).name)
+
+
+def image_from_bytes(
+    data: bytes, name: str, *, max_pixels: int = imageio.MAX_PIXELS, frame: int | None = None
+) -> StartImage:
     """A start image from uploaded bytes."""
-    pixels = imageio.load_file_bytes(data, max_pixels=max_pixels, what="the upload")
-    return StartImage(pixels, name[:MAX_SOURCE_NAME])
+    imported = imageio.import_bytes(data, max_pixels=max_pixels, what="the upload", frame=frame)
+    return _start(imported, name)
 
 
-def image_from_fixture(name: str, *, max_pixels: int = imageio.MAX_PIXELS) -> StartImage:
+def image_from_fixture(
+    name: str, *, max_pixels: int = imageio.MAX_PIXELS, frame: int | None = None
+) -> StartImage:
     """A start image shipped with the package (``photo.png``, ...)."""
     data = read_fixture(name)
-    return StartImage(imageio.load_file_bytes(data, max_pixels=max_pixels, what=name), name)
+    return _start(imageio.import_bytes(data, max_pixels=max_pixels, what=name, frame=frame), name)
 
 
 def parse_budget(value: str | None) -> int | None:
@@ -94,6 +114,7 @@ def create_session(store: Store, new: NewSession) -> tuple[Session, ObjectId]:
         title=new.title,
         source_name=new.image.source_name,
         budget_micro_usd=new.budget_micro_usd,
+        import_notes=new.image.notes,
     )
 
 

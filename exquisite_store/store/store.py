@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -13,7 +14,13 @@ import msgspec
 import numpy as np
 
 from exquisite_store import imageio
-from exquisite_store.errors import AlreadyExists, BranchMoved, NotFound, StoreError
+from exquisite_store.errors import (
+    AlreadyExists,
+    ArtifactWriteError,
+    BranchMoved,
+    NotFound,
+    StoreError,
+)
 from exquisite_store.ids import ObjectId
 from exquisite_store.manifests import Attempt, Canvas, Result, Session, Step, StepParams
 from exquisite_store.store.canvas import compose_full, put_canvas
@@ -76,8 +83,14 @@ class Store:
         root = Path(root).absolute()
         if (root / "store.toml").exists():
             raise AlreadyExists(f"a store already exists at {root}", path=str(root))
-        for sub in ("objects", "refs", "logs", "tmp", "cache"):
-            ensure_dir(root / sub)
+        try:
+            for sub in ("objects", "refs", "logs", "tmp", "cache"):
+                ensure_dir(root / sub)
+        except OSError as exc:  # a full disk: one line, and a rerun finishes the job
+            raise ArtifactWriteError(
+                f"cannot create the store at {root}: {os.strerror(exc.errno or 0) or exc}",
+                path=str(root),
+            ) from exc
         text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
         atomic_write(root / "store.toml", text.encode(), tmp_dir=root / "tmp", exclusive=True)
         return cls(DiskStorage(root), tile_size=tile_size, clock=clock)
@@ -124,39 +137,55 @@ class Store:
         source_name: str = "",
         defaults: StepParams | None = None,
         budget_micro_usd: int | None = None,
+        import_notes: tuple[str, ...] = (),
     ) -> tuple[Session, ObjectId]:
-        """Import ``image`` as the root step of a new session on branch ``main``."""
+        """Import ``image`` as the root step of a new session on branch ``main``.
+
+        Objects first, then branch ``main`` and HEAD, and last the session pointer,
+        which is what makes a session exist: a failure at any write leaves no session
+        (a rerun succeeds) or a whole one. A ``main`` without a session pointer is the
+        remains of such a failure and is moved to the new root (its reflog keeps the
+        old one). Creations of one name are serialised by a per-session lock.
+        """
         check_name(name, "session")
-        if self.refs.session_pointer(name) is not None:
+        if self.refs.session_pointer(name) is not None:  # before the lock: write nothing
             raise AlreadyExists(f"session {name!r} already exists", session=name)
         if imageio.mode_of(image) not in imageio.CANVAS_MODES:
             raise StoreError(f"start image must be RGB or RGBA, not {imageio.mode_of(image)}")
-        now = self.clock_ms()
-        with self.writing():
-            canvas = put_canvas(self.objects, image, 0, 0, self.tile_size)
-            canvas_id = self.objects.put_json(canvas)
-            root = Step(
-                session=name,
-                created_ms=now,
-                source_name=source_name,
-                result=Result(canvas_id=canvas_id, width=canvas.width, height=canvas.height),
-            )
-            root_id = self.objects.put_json(root)
-            session = Session(
-                name=name,
-                title=title or name,
-                created_ms=now,
-                root=root_id,
-                defaults=defaults or StepParams(),
-                budget_micro_usd=budget_micro_usd,
-            )
-            sid = self.objects.put_json(session)
-            try:
-                self.refs.set_session_pointer(name, None, sid, "create session")
-            except BranchMoved:
-                raise AlreadyExists(f"session {name!r} already exists", session=name) from None
-            self.refs.update(name, "main", None, root_id, "root: import start image")
-            self.refs.set_current_branch(name, "main")
+        with self.storage.log_lock(f"sessions/{name}/create"):
+            if self.refs.session_pointer(name) is not None:  # created while we waited
+                raise AlreadyExists(f"session {name!r} already exists", session=name)
+            now = self.clock_ms()
+            with self.writing():
+                canvas = put_canvas(self.objects, image, 0, 0, self.tile_size)
+                canvas_id = self.objects.put_json(canvas)
+                root = Step(
+                    session=name,
+                    created_ms=now,
+                    source_name=source_name,
+                    result=Result(canvas_id=canvas_id, width=canvas.width, height=canvas.height),
+                    import_notes=tuple(import_notes) if import_notes else msgspec.UNSET,
+                )
+                root_id = self.objects.put_json(root)
+                session = Session(
+                    name=name,
+                    title=title or name,
+                    created_ms=now,
+                    root=root_id,
+                    defaults=defaults or StepParams(),
+                    budget_micro_usd=budget_micro_usd,
+                )
+                sid = self.objects.put_json(session)
+                leftover = self.storage.read_ref(Refs.branch_ref(name, "main"))
+                message = "root: import start image"
+                if leftover is not None:
+                    message += " (replacing the remains of a failed creation)"
+                self.refs.update(name, "main", leftover, root_id, message)
+                self.refs.set_current_branch(name, "main")
+                try:
+                    self.refs.set_session_pointer(name, None, sid, "create session")
+                except BranchMoved:  # not through this method: it holds the lock
+                    raise AlreadyExists(f"session {name!r} already exists", session=name) from None
         return session, root_id
 
     def session(self, name: str) -> Session:
