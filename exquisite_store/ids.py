@@ -32,6 +32,16 @@ def hash_object(kind: str, canonical: bytes) -> ObjectId:
     return ObjectId(h.hexdigest())
 
 
+def hash_parts(kind: str, *parts: bytes | memoryview) -> ObjectId:
+    """``hash_object(kind, b"".join(parts))`` without joining them (no copy of a big image)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown object kind {kind!r}")
+    h = blake3.blake3(kind.encode("ascii") + b"\0")
+    for part in parts:
+        h.update(part)
+    return ObjectId(h.hexdigest())
+
+
 def image_canonical_header(mode: str, width: int, height: int) -> bytes:
     """The header hashed in front of an image's raw pixel buffer."""
     return f"{mode} {width} {height}\n".encode("ascii")

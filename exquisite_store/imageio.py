@@ -102,6 +102,28 @@ def mode_of(arr: np.ndarray) -> str:
 ITXT_KEY = "exquisite-store"
 
 
+#: arrays larger than this are encoded band by band (Pillow would copy them twice)
+BANDED_ENCODE_BYTES = 8 * 1024 * 1024
+
+
+def png_bytes(arr: np.ndarray, *, compress_level: int = 1) -> bytes:
+    """PNG bytes of an array: Pillow for small ones, a banded encoder for large RGB/RGBA.
+
+    Pillow's encoder copies an array twice (to bytes, then to its own 4-byte pixels);
+    for a whole frame of a tall canvas that is hundreds of megabytes. The banded
+    encoder (``write_png_bands``) holds one band at a time. Ids name pixels, not bytes.
+    """
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    mode = mode_of(arr)
+    if arr.nbytes <= BANDED_ENCODE_BYTES or mode not in _PNG_COLOUR_TYPES:
+        return encode_png(from_array(arr), compress_level=compress_level)
+    buf = io.BytesIO()
+    rows = max(1, (1 << 20) // (arr.shape[1] * arr.shape[2]))
+    bands = (arr[r : r + rows] for r in range(0, arr.shape[0], rows))
+    write_png_bands(buf, arr.shape[1], arr.shape[0], mode, bands, compress_level=compress_level)
+    return buf.getvalue()
+
+
 def encode_png(
     img: Image.Image, *, compress_level: int = 1, text: dict[str, str] | None = None
 ) -> bytes:

@@ -200,8 +200,8 @@ class OpenAIBackend:
 
         m = get_model(request.model)
         kw = self.kwargs(request, m)
-        image = imageio.encode_png(imageio.from_array(request.image[:, :, :3]))
-        mask = imageio.encode_png(imageio.from_array(request.mask))
+        image = imageio.png_bytes(request.image[:, :, :3])
+        mask = imageio.png_bytes(request.mask)
         before = self.http_calls
         try:
             # ``timeout`` bounds the whole call, retries included: a server that trickles

@@ -167,13 +167,17 @@ def build_frame(context_canon: np.ndarray, plan: StepPlan) -> tuple[np.ndarray, 
     ctx = _resize(context_canon, f.content.h, f.context_w) if f.scaled else context_canon
     # Replicating the edge gives the generation area and the padding plausible colours:
     # a content-aware fill starts from them and a model is not steered by a flat colour.
-    content = np.concatenate([ctx, np.repeat(ctx[:, -1:], f.gen_w, axis=1)], axis=1)
-    pad = (
-        (f.content.y, f.height - f.content.bottom),
-        (f.content.x, f.width - f.content.right),
-        (0, 0),
-    )
-    frame = np.pad(content, pad, mode="edge")
+    # The frame is filled in place (no intermediate copies of a large band): the
+    # content, then the padding as the nearest content pixel, as np.pad's "edge" mode.
+    c = f.content
+    frame = np.empty((f.height, f.width, ctx.shape[2]), dtype=np.uint8)
+    inner = frame[c.y : c.bottom, c.x : c.right]
+    inner[:, : f.context_w] = ctx
+    inner[:, f.context_w :] = ctx[:, -1:]
+    frame[c.y : c.bottom, : c.x] = inner[:, :1]
+    frame[c.y : c.bottom, c.right :] = inner[:, -1:]
+    frame[: c.y] = frame[c.y : c.y + 1]
+    frame[c.bottom :] = frame[c.bottom - 1 : c.bottom]
     mask = np.full((f.height, f.width, 4), 255, dtype=np.uint8)
     rows, cols = f.gen_rect.slices(Rect(0, 0, f.width, f.height))
     mask[rows, cols, 3] = 0

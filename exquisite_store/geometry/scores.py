@@ -77,13 +77,17 @@ class _RowSums:
         reach = (NEIGHBOUR_PAIRS + 1) * block
         self.lo = max(0, seam_col - (block - 1) - reach)
         hi = min(width, seam_col + reach)
-        window = strip[: self.rows * block, self.lo : hi]
-        if block == 1:
-            self.sums = window.astype(np.int32)
-        else:
-            self.sums = window.reshape(self.rows, block, hi - self.lo, ch).sum(
-                axis=1, dtype=np.int32
-            )
+        self.sums = np.empty((self.rows, hi - self.lo, ch), dtype=np.int32)
+        step = max(1, (1 << 16) // max(1, (hi - self.lo) * block))  # row blocks at a time
+        for r in range(0, self.rows, step):
+            r1 = min(self.rows, r + step)
+            part = strip[r * block : r1 * block, self.lo : hi]
+            if block == 1:
+                self.sums[r:r1] = part
+            else:
+                self.sums[r:r1] = part.reshape(r1 - r, block, hi - self.lo, ch).sum(
+                    axis=1, dtype=np.int32
+                )
 
     def ratio_at(self, boundary: int) -> float | None:
         """Jump / texture across one block boundary, or None where the strip is too small."""
@@ -137,10 +141,14 @@ def drift_scores(
 
 def _drift(truth: np.ndarray, model: np.ndarray) -> tuple[int, int]:
     """``(1000 x mean absolute level difference, per-mille of changed pixels)``, exact ints."""
-    diff = np.abs(truth.astype(np.int16) - model.astype(np.int16))  # |a - b| <= 255
-    if diff.size == 0:
+    if truth.size == 0:
         return 0, 0
-    mean_abs = div_round(1000 * int(diff.sum(dtype=np.int64)), diff.size)
-    pixels = diff.shape[0] * diff.shape[1]
-    changed = int((diff.max(axis=2) > CHANGED_LEVELS).sum())
+    total = changed = 0
+    step = max(1, (1 << 20) // max(1, truth.shape[1]))  # rows at a time: bounded memory
+    for r in range(0, truth.shape[0], step):
+        diff = np.abs(truth[r : r + step].astype(np.int16) - model[r : r + step])  # <= 255
+        total += int(diff.sum(dtype=np.int64))
+        changed += int((diff.max(axis=2) > CHANGED_LEVELS).sum())
+    mean_abs = div_round(1000 * total, truth.size)
+    pixels = truth.shape[0] * truth.shape[1]
     return mean_abs, div_round(1000 * changed, pixels)

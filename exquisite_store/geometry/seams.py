@@ -105,10 +105,12 @@ def fit_colour(source: np.ndarray, target: np.ndarray) -> tuple[tuple[int, ...],
     gains, offsets = [], []
     for c in range(source.shape[2]):
         # Exact integer sums: the fit, hence every pixel after it, is platform independent.
-        x = source[:, :, c].astype(np.int64)
-        y = target[:, :, c].astype(np.int64)
-        sx, sy = int(x.sum()), int(y.sum())
-        sxx, sxy = int((x * x).sum()), int((x * y).sum())
+        sx = sy = sxx = sxy = 0
+        for rows in _row_chunks(source.shape[0], source.shape[1]):  # bounded memory
+            x = source[rows, :, c].astype(np.int64)
+            y = target[rows, :, c].astype(np.int64)
+            sx, sy = sx + int(x.sum()), sy + int(y.sum())
+            sxx, sxy = sxx + int((x * x).sum()), sxy + int((x * y).sum())
         den = n * sxx - sx * sx
         gain = 1000 if den == 0 else div_round(1000 * (n * sxy - sx * sy), den)
         # A clipped gain keeps a flat or mismatched context from inverting the band.
@@ -117,6 +119,12 @@ def fit_colour(source: np.ndarray, target: np.ndarray) -> tuple[tuple[int, ...],
         gains.append(gain)
         offsets.append(min(max(offset, -OFFSET_LIMIT_MILLI), OFFSET_LIMIT_MILLI))
     return tuple(gains), tuple(offsets)
+
+
+def _row_chunks(height: int, width: int, budget: int = 1 << 20) -> list[slice]:
+    """Row slices of about ``budget`` pixels each (sums in chunks: memory stays small)."""
+    step = max(1, budget // max(1, width))
+    return [slice(r, min(height, r + step)) for r in range(0, height, step)]
 
 
 def correct_colour(

@@ -12,6 +12,7 @@ from exquisite_store.errors import (
     DimensionMismatch,
     ImmutableViolation,
     LockHeld,
+    StepFailure,
 )
 from exquisite_store.geometry import orient
 from exquisite_store.geometry.plan import unframe
@@ -37,13 +38,19 @@ class Candidate:
 
 
 def build_candidate(
-    objects: ObjectStore, prepared: Prepared, output: np.ndarray, run: Job
+    objects: ObjectStore, prepared: Prepared, output: np.ndarray | StepFailure, run: Job
 ) -> Candidate:
-    """Join one output onto the parent canvas and check it; raises the failure if it fails."""
+    """Join one output onto the parent canvas and check it; raises the failure if it fails.
+
+    The output (or why it could not be decoded) is let go once unframed: the caller
+    hands it over without keeping a reference.
+    """
+    if isinstance(output, StepFailure):
+        raise output
     p, plan = prepared.params, prepared.plan
     run.phase("unframe")
-    out_canon = orient.to_canonical(output, p.direction)
-    model_ctx, gen = unframe(out_canon, plan, channels=3)
+    model_ctx, gen = unframe(orient.to_canonical(output, p.direction), plan, channels=3)
+    del output
     run.done("unframe")
     run.phase("seam")
     seam = apply_seam(

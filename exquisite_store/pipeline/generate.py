@@ -57,7 +57,7 @@ class Generated:
 
     def candidate(self, i: int) -> Response:
         """Candidate ``i``'s part: its output, and its share of the cost (the rest on 0)."""
-        n, cost = len(self.outputs), self.cost_micro_usd
+        n, cost = len(self.output_ids), self.cost_micro_usd
         return Response(
             response_id=self.response_id,
             output_id=self.output_ids[i],
@@ -121,16 +121,20 @@ def decode_result(
     replay.
     """
     run.phase("decode")
-    req = prepared.backend_request
-    images = result.images[: req.n]
+    n, width, height = (
+        prepared.params.n,
+        prepared.request.frame_width,
+        prepared.request.frame_height,
+    )
+    images = result.images[:n]
     metadata = dict(result.metadata)
-    if len(result.images) > req.n:
-        metadata["outputs_dropped"] = str(len(result.images) - req.n)
+    if len(result.images) > n:
+        metadata["outputs_dropped"] = str(len(result.images) - n)
     output_ids: list[str] = []
     outputs: list[np.ndarray | StepFailure] = []
     for data in images:
         try:
-            _check_header(data, req.width, req.height)
+            _check_header(data, width, height)
             raw, refused, keep = decode_output_keeping(data)
             # kept as returned: a PNG that decodes to these pixels is not encoded again
             output_ids.append(store.objects.put_image(raw, data if keep else None))

@@ -6,6 +6,7 @@ dry run (an estimate) writes nothing and never waits for a lock.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,15 @@ class Prepared:
     backend_request: BackendRequest
     estimate_micro_usd: int
     ignores_prompt: bool
+
+    def without_frame(self) -> Prepared:
+        """This record without the frame and the mask (stored, sent, no longer needed).
+
+        A large step must not hold them through its candidates.
+        """
+        empty = np.zeros((0, 0, 4), np.uint8)
+        light = dataclasses.replace(self.backend_request, image=empty[:, :, :3], mask=empty)
+        return dataclasses.replace(self, backend_request=light)
 
     def preview(self, spent: int, budget: int | None) -> dict[str, Any]:
         """What ``--dry-run`` and the estimate endpoint show."""

@@ -8,6 +8,7 @@ failure becomes an attempt record and a ``failed`` event; no head moves for it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -132,13 +133,13 @@ def _branch_held(store: Store, run: Job, target: Target, commit: bool) -> Iterat
 
 
 @contextlib.contextmanager
-def _budget_held(store: Store, run: Job, prepared: Prepared, commit: bool) -> Iterator[None]:
+def _budget_held(store: Store, run: Job, estimate: int, commit: bool) -> Iterator[None]:
     """The budget check; a real step also holds its estimate until its cost is recorded."""
     if commit:
-        with reserved(store, run.session, run.job, prepared.estimate_micro_usd):
+        with reserved(store, run.session, run.job, estimate):
             yield
     else:
-        check_budget(prepared.estimate_micro_usd, *spending(store, run.session))
+        check_budget(estimate, *spending(store, run.session))
         yield
 
 
@@ -155,33 +156,45 @@ def _transaction(
     commit: bool,
 ) -> None:
     """Prepare, hold the estimate, call, and build and commit each candidate."""
-    prepared: Prepared | None = None
-    try:
-        prepared = prepare(store, run.session, params, target, prompt, backend, run)
-        out.request_id = prepared.request.request_id
-        store_request(store.objects, prepared)  # before any call
-        with _budget_held(store, run, prepared, commit):
-            _generate_and_commit(store, run, out, backend, prepared, cancel, delays, commit)
-    except StepFailure as exc:
-        _fail(store, run, out, target, exc, prepared, None, commit)
+    with contextlib.ExitStack() as held:
+        called = _prepare_and_call(
+            store, run, out, backend, params, target, prompt, cancel, delays, commit, held
+        )
+        if called is not None:
+            _candidates(store, run, out, *called, commit)
 
 
-def _generate_and_commit(
+def _prepare_and_call(
     store: Store,
     run: Job,
     out: StepOutcome,
     backend: Backend,
-    prepared: Prepared,
+    params: StepParams,
+    target: Target,
+    prompt: str,
     cancel: threading.Event | None,
     delays: tuple[float, ...],
     commit: bool,
-) -> None:
+    held: contextlib.ExitStack,
+) -> tuple[Prepared, Generated, list] | None:
+    """Plan, store the request, hold the budget (in ``held``), call and decode.
+
+    The frame and the mask live only here: what is returned is the prepared request
+    without them, so a step on a 20,000-pixel-high canvas does not hold them through
+    its candidates. None when the step failed (recorded).
+    """
+    prepared: Prepared | None = None
     generated: Generated | None = None
     try:
+        prepared = prepare(store, run.session, params, target, prompt, backend, run)
+        out.request_id = prepared.request.request_id
+        store_request(store.objects, prepared)  # before any call
+        held.enter_context(_budget_held(store, run, prepared.estimate_micro_usd, commit))
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled before the backend was called; nothing was spent")
         result, calls = call_backend(backend, prepared, run, cancel, delays)
         out.calls += calls
+        prepared = prepared.without_frame()  # sent: let the frame and mask go before decoding
         generated = decode_result(store, prepared, result, backend.name, run, log=commit)
         if generated.problem:
             raise DecodeError(
@@ -194,13 +207,26 @@ def _generate_and_commit(
             raise Cancelled("cancelled while the backend ran; what it returned is kept")
     except StepFailure as exc:
         response = generated.billed() if generated is not None else None
-        _fail(store, run, out, prepared.target, exc, prepared, response, commit)
-        return
-    for i, output in enumerate(generated.outputs):
+        _fail(store, run, out, target, exc, prepared, response, commit)
+        return None
+    # the outputs travel in a list that hands each one over once (see _take)
+    return prepared, dataclasses.replace(generated, outputs=()), list(generated.outputs)
+
+
+def _candidates(
+    store: Store,
+    run: Job,
+    out: StepOutcome,
+    prepared: Prepared,
+    generated: Generated,
+    outputs: list,
+    commit: bool,
+) -> None:
+    """Build, check and commit each candidate; each output is let go once used."""
+    for i in range(len(outputs)):
         try:
-            if isinstance(output, StepFailure):
-                raise output
-            candidate = build_candidate(store.objects, prepared, output, run)
+            # handed over, not kept here: the output is let go as soon as it is unframed
+            candidate = build_candidate(store.objects, prepared, _take(outputs, i), run)
             if not commit:
                 out.canvas_ids.append(candidate.canvas_id)
                 continue
@@ -217,6 +243,12 @@ def _generate_and_commit(
                 # a candidate committed already: this one is an attempt, the job succeeds
                 exc = ArtifactWriteError(f"store error: {exc.message}", cause=exc.kind)
             _fail(store, run, out, prepared.target, exc, prepared, generated.candidate(i), commit)
+
+
+def _take(items: list, i: int):
+    """``items[i]``, leaving None in its place (so no one else holds it)."""
+    item, items[i] = items[i], None
+    return item
 
 
 def _fail(

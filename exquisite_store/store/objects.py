@@ -25,6 +25,7 @@ from exquisite_store.ids import (
     check_id,
     check_prefix,
     hash_object,
+    hash_parts,
     image_canonical_header,
 )
 from exquisite_store.store.storage import BaseStorage
@@ -46,7 +47,7 @@ def image_id(arr: np.ndarray) -> ObjectId:
     """The id of an image array: its mode, size and raw pixels, never its encoding."""
     arr = np.ascontiguousarray(arr, dtype=np.uint8)
     header = image_canonical_header(imageio.mode_of(arr), arr.shape[1], arr.shape[0])
-    return hash_object("image", header + arr.tobytes())
+    return hash_parts("image", header, memoryview(arr).cast("B"))
 
 
 def id_of_bytes(kind: str, data: bytes) -> ObjectId:
@@ -59,10 +60,16 @@ def id_of_bytes(kind: str, data: bytes) -> ObjectId:
 class ObjectStore:
     """put/get/has over a storage backend, with a small cache of decoded images."""
 
+    #: decoded images larger than this are never cached (a frame, a mask, a big import)
+    CACHE_IMAGE_MAX_BYTES = 4 * 1024 * 1024
+    #: the cache holds at most this many bytes of pixels (about 680 RGB 256x256 tiles)
+    CACHE_MAX_BYTES = 128 * 1024 * 1024
+
     def __init__(self, storage: BaseStorage, *, cache_items: int = 512) -> None:
         self.storage = storage
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_items = cache_items
+        self._cache_bytes = 0
         self._manifests: OrderedDict[str, manifests.Manifest] = OrderedDict()
         self._mutex = threading.Lock()
 
@@ -79,8 +86,8 @@ class ObjectStore:
         oid = image_id(arr)
         if self.storage.touch_object(oid):
             return oid
-        data = png if png is not None else imageio.encode_png(imageio.from_array(arr))
-        if self.storage.put_object(oid, "png", data):
+        data = png if png is not None else imageio.png_bytes(arr)
+        if self.storage.put_object(oid, "png", data) and arr.nbytes <= self.CACHE_IMAGE_MAX_BYTES:
             frozen = arr.copy()
             frozen.flags.writeable = False
             self._remember(oid, frozen)
@@ -110,11 +117,17 @@ class ObjectStore:
         return oid
 
     def _remember(self, oid: str, arr: np.ndarray) -> None:
+        if arr.nbytes > self.CACHE_IMAGE_MAX_BYTES:
+            return  # a whole frame or import: used once, never worth its memory
         with self._mutex:
+            if oid in self._cache:
+                self._cache.move_to_end(oid)
+                return
             self._cache[oid] = arr
-            self._cache.move_to_end(oid)
-            while len(self._cache) > self._cache_items:
-                self._cache.popitem(last=False)
+            self._cache_bytes += arr.nbytes
+            while len(self._cache) > self._cache_items or self._cache_bytes > self.CACHE_MAX_BYTES:
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= old.nbytes
 
     # --- reading ---------------------------------------------------------------
 
