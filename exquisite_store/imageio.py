@@ -408,12 +408,17 @@ def write_png_bands(
         if band.ndim != 3 or band.shape[1:] != (width, channels) or band.dtype != np.uint8:
             raise ValueError(f"a band of shape {band.shape}, expected H x {width} x {channels}")
         rows = np.ascontiguousarray(band).reshape(band.shape[0], width * channels)
-        filtered = _paeth_filtered(rows, prev, channels)
-        lines = np.hstack([np.full((rows.shape[0], 1), 4, np.uint8), filtered])
-        data = z.compress(lines.tobytes())
-        if data:
-            _chunk(f, b"IDAT", data)
-        prev = rows[-1].copy()
+        # the filter's int16 temporaries are a dozen times a row's size: a few rows at a
+        # time keep them small however wide the image is
+        step = max(1, (1 << 18) // (width * channels))
+        for r in range(0, rows.shape[0], step):
+            part = rows[r : r + step]
+            filtered = _paeth_filtered(part, prev, channels)
+            lines = np.hstack([np.full((part.shape[0], 1), 4, np.uint8), filtered])
+            data = z.compress(lines.tobytes())
+            if data:
+                _chunk(f, b"IDAT", data)
+            prev = part[-1].copy()
         rows_written += rows.shape[0]
     if rows_written != height:
         raise ValueError(f"{rows_written} rows written, the header says {height}")

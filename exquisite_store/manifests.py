@@ -56,8 +56,9 @@ class Canvas(Manifest, tag="canvas", kw_only=True):
     - schema 1 (flat): ``tiles`` lists ``(col, row, image id)`` of every cell, sorted by
       row then col; every step writes the whole list again.
     - schema 2 (tree): ``root`` is a ``CanvasNode``; the tiles hang off a tree of them
-      (``store/canvas_tree.py``), so a step writes only the nodes above the tiles it
-      changed. ``tiles`` is empty.
+      (``store/canvas_tree.py``), and ``recent`` lists the few tiles changed since the
+      tree was last written, so a step usually writes no node at all and otherwise only
+      the nodes above the tiles it folds in. ``tiles`` is empty.
     """
 
     x: int
@@ -68,6 +69,9 @@ class Canvas(Manifest, tag="canvas", kw_only=True):
     tile_size: int
     tiles: tuple[tuple[int, int, str], ...] = ()
     root: str | UnsetType = UNSET
+    #: schema 2: tiles changed since the tree was last written, ``(col, row, id)``;
+    #: they override the tree's (a few steps' changes ride here before being folded in)
+    recent: tuple[tuple[int, int, str], ...] | UnsetType = UNSET
 
 
 class CanvasNode(Manifest, tag="canvas_node", kw_only=True):

@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.manifests import CanvasNode
 from exquisite_store.store import Store, compose, compose_full, edit_canvas, put_canvas
-from exquisite_store.store.canvas import canvas_rect, differing_tiles, iter_tiles
-from exquisite_store.store.canvas_tree import FANOUT, OFFSET, root_position
+from exquisite_store.store.canvas import canvas_rect, differing_tiles, iter_tiles, same_pixels
+from exquisite_store.store.canvas_tree import (
+    FANOUT,
+    OFFSET,
+    RECENT_LIMIT,
+    recent_of,
+    root_position,
+)
 from exquisite_store.store.storage import MemoryStorage
 
 from .helpers import rng_image
@@ -60,7 +66,7 @@ def grown(store: Store, canvas, direction: str, length: int, seed: int):
 )
 def test_random_growth_matches_a_plain_array(moves, x, y) -> None:
     """Grow in random directions, across the origin: the tree composes to exactly the
-    array grown the same way, and an identical canvas built at once has the same id."""
+    array grown the same way, and a canvas built at once from it has the same tiles."""
     store = Store.memory(tile_size=16)
     arr = rng_image(20, 30, seed=1)
     canvas = put_canvas(store.objects, arr, x, y, 16)
@@ -79,7 +85,9 @@ def test_random_growth_matches_a_plain_array(moves, x, y) -> None:
         assert (canvas.x, canvas.y) == (plane["x"], plane["y"])
     assert np.array_equal(compose_full(store.objects, canvas), plane["a"])
     again = put_canvas(store.objects, plane["a"], plane["x"], plane["y"], 16)
-    assert again == canvas  # the same pixels at the same place: the same tree, the same id
+    assert same_pixels(store.objects, again, canvas)
+    assert list(iter_tiles(store.objects, again)) == list(iter_tiles(store.objects, canvas))
+    assert len(recent_of(canvas)) <= RECENT_LIMIT
 
 
 def test_a_step_writes_only_the_nodes_above_its_tiles() -> None:
@@ -151,3 +159,26 @@ def test_nodes_are_small_and_sorted() -> None:
         assert keys == sorted(keys)
         if node.level > 1:
             stack.extend(c for _, _, c in node.children)
+
+
+def test_most_steps_write_no_node_and_every_few_fold_the_recent_tiles_in() -> None:
+    """A band one tile high grown tile by tile: the changed tiles ride in the canvas's
+    ``recent`` list, and the tree is written again only when more than RECENT_LIMIT have
+    gathered; the metadata a step writes stays far below the canvas's tile count."""
+    storage = CountingStorage()
+    store = Store(storage, tile_size=16)
+    canvas = put_canvas(store.objects, rng_image(16, 16 * 50, seed=7), 0, 0, 16)
+    node_writes, canvas_bytes = [], []
+    for i in range(40):
+        storage.new.clear()
+        canvas, _ = grown(store, canvas, "right", 16, seed=100 + i)
+        nodes = [n for n in storage.new if n[1] == "json"]
+        node_writes.append(len(nodes))
+        canvas_bytes.append(len(store.objects.get_bytes(store.objects.put_json(canvas))[1]))
+        assert len(recent_of(canvas)) <= RECENT_LIMIT
+    assert node_writes.count(0) >= 30  # most steps: no node at all
+    level, _ = root_position(canvas_rect(canvas), 16)
+    assert max(node_writes) <= level + 1  # a fold: one path (two level-1 nodes at most)
+    assert max(canvas_bytes) < 1000  # never a list of the 90 tiles
+    full = put_canvas(store.objects, compose_full(store.objects, canvas), 0, 0, 16)
+    assert same_pixels(store.objects, full, canvas)

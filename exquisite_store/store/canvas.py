@@ -103,11 +103,13 @@ def put_canvas(objects: ObjectStore, arr: np.ndarray, x: int, y: int, tile_size:
     return tree.write(dict(x=x, y=y, width=rect.w, height=rect.h, mode=mode))
 
 
-def compose(objects: ObjectStore, canvas: Canvas, rect: Rect) -> np.ndarray:
+def compose(
+    objects: ObjectStore, canvas: Canvas, rect: Rect, *, remember: bool = True
+) -> np.ndarray:
     """The pixels of ``rect`` (which must lie inside the canvas) as an HxWxC array.
 
     Only the tiles under ``rect`` are looked up, so the cost follows the region, not
-    the canvas.
+    the canvas. ``remember=False`` keeps the tiles out of the decoded-image cache.
     """
     crect = canvas_rect(canvas)
     if not crect.contains(rect):
@@ -117,7 +119,7 @@ def compose(objects: ObjectStore, canvas: Canvas, rect: Rect) -> np.ndarray:
     for col, row, oid in iter_tiles(objects, canvas, rect):
         want.discard((col, row))
         cell = cell_rect(canvas, col, row)
-        tile = objects.get_image(oid)
+        tile = objects.get_image(oid, remember=remember)
         if tile.shape[:2] != (cell.h, cell.w):
             raise CompositeError(
                 f"tile {oid[:12]} is {tile.shape[1]}x{tile.shape[0]}, expected {cell.w}x{cell.h}"
@@ -142,7 +144,9 @@ def edit_canvas(
 
     ``new_rect`` must be covered by the parent's rectangle and the patch together.
     Tiles under the patch are composed and stored; every other tile keeps its id and,
-    in a tree, every node not above a changed tile too. A flat parent becomes a tree.
+    in a tree, every node too: the changed tiles ride in the canvas's ``recent`` list
+    until a few have gathered, then are folded into the tree (``canvas_tree.grow``).
+    A flat parent becomes a tree.
     """
     prect = canvas_rect(parent)
     t = parent.tile_size
@@ -158,12 +162,6 @@ def edit_canvas(
     covered = prect.area + patch_rect.area - prect.intersect(patch_rect).area
     if covered != new_rect.area:
         raise CompositeError("the new canvas has pixels from neither the parent nor the patch")
-    tree = canvas_tree.TreeEdit(objects, parent if is_tree(parent) else None, new_rect, t)
-    changed = {(c, r) for c, r, _ in _cells(patch_rect, t)}
-    if not is_tree(parent):  # a flat parent: its unchanged tiles go into the new tree once
-        for col, row, oid in parent.tiles:
-            if (col, row) not in changed:
-                tree.set_tile(col, row, oid)
     cells, tiles = [], []
     for col, row, cell in _changed_cells(patch_rect, new_rect, t):
         tile = np.empty((cell.h, cell.w, patch.shape[2]), dtype=np.uint8)
@@ -174,9 +172,16 @@ def edit_canvas(
         tile[in_patch.slices(cell)] = patch[in_patch.slices(patch_rect)]
         cells.append((col, row))
         tiles.append(tile)
-    for (col, row), oid in zip(cells, objects.put_images(tiles), strict=True):
-        tree.set_tile(col, row, oid)
+    changed = dict(zip(cells, objects.put_images(tiles), strict=True))
     base = dict(x=new_rect.x, y=new_rect.y, width=new_rect.w, height=new_rect.h, mode=parent.mode)
+    if is_tree(parent):
+        return canvas_tree.grow(objects, parent, new_rect, changed, base)
+    # a flat parent (schema 1): its tiles go into a new tree once
+    tree = canvas_tree.TreeEdit(objects, None, new_rect, t)
+    for col, row, oid in parent.tiles:
+        tree.set_tile(col, row, changed.pop((col, row), oid))
+    for (col, row), oid in changed.items():
+        tree.set_tile(col, row, oid)
     return tree.write(base)
 
 
@@ -230,7 +235,7 @@ def iter_bands(objects: ObjectStore, canvas: Canvas) -> Iterator[np.ndarray]:
     y, bottom = canvas.y, canvas.y + canvas.height
     while y < bottom:
         next_y = min(bottom, (y // t + 1) * t)
-        yield compose(objects, canvas, Rect(canvas.x, y, canvas.width, next_y - y))
+        yield compose(objects, canvas, Rect(canvas.x, y, canvas.width, next_y - y), remember=False)
         y = next_y
 
 

@@ -153,8 +153,13 @@ class ObjectStore:
                 )
         return kind, data
 
-    def get_image(self, oid: str, *, verify: bool = False) -> np.ndarray:
-        """An image's pixels (read-only array)."""
+    def get_image(self, oid: str, *, verify: bool = False, remember: bool = True) -> np.ndarray:
+        """An image's pixels (read-only array).
+
+        ``remember=False`` leaves the decoded-image cache alone: for work that reads
+        each tile once (a whole canvas, band by band), which would only evict the tiles
+        a step will use again.
+        """
         if not verify:
             with self._mutex:
                 hit = self._cache.get(oid)
@@ -165,7 +170,8 @@ class ObjectStore:
             raise NotFound(f"object {oid} is a {kind}, not an image", id=oid)
         arr = imageio.to_array(imageio.decode(data, what=f"object {oid[:12]}"))
         arr.flags.writeable = False
-        self._remember(oid, arr)
+        if remember:
+            self._remember(oid, arr)
         return arr
 
     def get_text(self, oid: str, *, verify: bool = False) -> str:
