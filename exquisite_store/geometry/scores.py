@@ -148,7 +148,10 @@ def _drift(truth: np.ndarray, model: np.ndarray) -> tuple[int, int]:
     for r in range(0, truth.shape[0], step):
         diff = np.abs(truth[r : r + step].astype(np.int16) - model[r : r + step])  # <= 255
         total += int(diff.sum(dtype=np.int64))
-        changed += int((diff.max(axis=2) > CHANGED_LEVELS).sum())
+        worst = diff[:, :, 0]  # channel by channel: much faster than max(axis=2)
+        for c in range(1, diff.shape[2]):
+            worst = np.maximum(worst, diff[:, :, c])
+        changed += int(np.count_nonzero(worst > CHANGED_LEVELS))
     mean_abs = div_round(1000 * total, truth.size)
     pixels = truth.shape[0] * truth.shape[1]
     return mean_abs, div_round(1000 * changed, pixels)

@@ -84,7 +84,7 @@ class OverlayStorage(BaseStorage):
     def delete_ref(self, name: str, old: str, log: bytes | None = None) -> None:
         raise self._refuse(f"delete ref {name}")
 
-    def append_log(self, name: str, line: bytes) -> None:
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
         raise self._refuse(f"append to log {name}")
 
 

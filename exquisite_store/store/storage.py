@@ -100,8 +100,12 @@ class BaseStorage:
         """
         raise NotImplementedError
 
-    def append_log(self, name: str, line: bytes) -> None:
-        """Append one line to a log."""
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
+        """Append one line to a log.
+
+        ``durable=False`` skips the flush to disk (a progress note whose loss in a crash
+        costs nothing).
+        """
         raise NotImplementedError
 
     def read_log(self, name: str) -> list[bytes]:
@@ -315,7 +319,7 @@ class DiskStorage(BaseStorage):
         names = sorted(nofollow.walk_files(self.root, "refs"))
         return [self.refs / n for n in names if n.endswith(".lock")]
 
-    def append_log(self, name: str, line: bytes) -> None:
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
         path = self.logs / name
         nofollow.lstat(self.root, f"logs/{name}")  # LayoutError on a link on the way
         try:
@@ -327,7 +331,8 @@ class DiskStorage(BaseStorage):
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # a line torn by a crash stays torn, alone
                 _write_all(fd, data)  # a short write (a filling disk) goes on or raises
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -477,7 +482,7 @@ class MemoryStorage(BaseStorage):
             if n.startswith(prefix) and (depth is None or n.count("/") < depth)
         )
 
-    def append_log(self, name: str, line: bytes) -> None:
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
         with self._mutex:
             self._logs.setdefault(name, []).append(line.rstrip(b"\n"))
 

@@ -276,12 +276,16 @@ class Store:
         return None
 
     def append_event(self, session: str, type_: str, **data: Any) -> int:
-        """Append an event with the next sequence number; returns it."""
+        """Append an event with the next sequence number; returns it.
+
+        Every event but ``progress`` is flushed to disk: a phase note lost in a crash
+        costs nothing, and a step has nine of them.
+        """
         name = f"sessions/{check_name(session, 'session')}/events"
         with self.storage.log_lock(name):
             seq = self._last_seq(name) + 1
             line = LogLine(seq=seq, time_ms=self.clock_ms(), type=type_, data=data)
-            self.storage.append_log(name, msgspec.json.encode(line))
+            self.storage.append_log(name, msgspec.json.encode(line), durable=type_ != "progress")
         return seq
 
     def last_event_seq(self, session: str) -> int:
