@@ -26,7 +26,7 @@ if CHROMIUM is None:
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from viewer import SSE_MAX_STREAMS  # noqa: E402
 
@@ -262,7 +262,15 @@ def journey(page: Page) -> None:
     assert progress_lines(page)[-1] == "done: 2 candidate(s)"
     alt = candidate_ids(page)
     assert len(alt) == 2
-    assert page.locator("#candidates b").all_inner_texts() == ["alt", "alt~2"]
+    # two candidates wait in the staging area: keep the second as a branch, accept the first
+    labels = page.locator("#candidates li.staged b").all_inner_texts()
+    assert labels == ["alt candidate 1", "alt candidate 2"]
+    second = page.locator("#candidates li.staged").nth(1)
+    second.get_by_role("button", name="Keep as branch").click()
+    expect(second.locator(".outcome")).to_have_text(" kept as alt~2")
+    first_candidate = page.locator("#candidates li.staged").nth(0)
+    first_candidate.get_by_role("button", name="Accept").click()
+    expect(first_candidate.locator(".outcome")).to_have_text(" accepted on alt")
 
     # compare the candidates: every image decodes, the slider wipes, the flip-book flips
     page.get_by_role("link", name="compare the candidates").click()

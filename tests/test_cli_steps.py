@@ -74,8 +74,23 @@ def test_candidates_and_branch_from_a_step(st) -> None:
         "--seed",
         "1",
     )
-    assert "on wide:" in out and "on wide~2:" in out
-    assert set(Store.open(st).refs.branches("s")) == {"main", "wide", "wide~2"}
+    # two candidates wait in the staging area; no branch moved
+    assert out.count("staged candidate") == 2 and "wide" not in Store.open(st).refs.branches("s")
+    staged = Store.open(st).refs.staged("s")
+    first, second = (staged[k] for k in sorted(staged))
+    listing = run(st, "staged", "s")
+    assert "2 candidates for wide" in listing and first[:12] in listing
+    assert "kept" in run(st, "keep", "s", second[:10])  # kept first: accept clears the rest
+    assert f"wide -> {first[:12]}" in run(st, "accept", "s", first[:10])
+    assert Store.open(st).refs.branches("s") == {
+        "main": root,
+        "wide": first,
+        "wide~2": second,
+    } | {k: v for k, v in Store.open(st).refs.branches("s").items() if k == "main"}
+    assert not Store.open(st).refs.staged("s")
+    # undo the accept: wide is removed again (it was made by the accept)
+    assert f"heads/wide: {first[:12]} -> (none)" in run(st, "undo", "s", "wide")
+    assert "accept candidate 1" in run(st, "history", "s", "wide")
 
 
 @pytest.mark.parametrize(

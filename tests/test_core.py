@@ -188,7 +188,9 @@ def test_a_store_error_after_a_committed_candidate_keeps_the_commit(st, monkeypa
         return real(objects, prepared, output, run)
 
     monkeypatch.setattr(step_module, "build_candidate", flaky)
-    req = core.step_request(st, "s", {"extension_px": 16, "overlap_px": 4, "seed": 3, "n": 2})
+    req = core.step_request(
+        st, "s", {"extension_px": 16, "overlap_px": 4, "seed": 3, "n": 2}, stage=False
+    )
     out = core.grow(st, req, backend=PatternBackend())
     assert len(out.step_ids) == 1 and out.branches == {"main": out.step_ids[0]}
     (aid,) = out.attempt_ids

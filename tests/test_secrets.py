@@ -82,6 +82,11 @@ def test_the_key_is_nowhere(tmp_path: Path, fake: FakeOpenAI, caplog) -> None:
     grow = (*STEP, "--px", "32", "--overlap", "8")
     exq(*grow, "--seed", "1", "--prompt", "a quiet garden")
     exq(*grow, "--seed", "2", "-n", "3", "--prompt", "three candidates")
+    staged = Store.open(root).refs.staged(S)
+    one, two, three = (staged[place] for place in sorted(staged))
+    exq("keep", S, two[:12])  # the staging verbs see the key nowhere either
+    exq("keep", S, three[:12])
+    exq("accept", S, one[:12])
     first = Store.open(root).refs.head(S, "main")
     fake.script("unauthorized")
     assert "PermanentBackendError" in exq(*grow, "--seed", "3", code=1)

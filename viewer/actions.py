@@ -129,6 +129,74 @@ def set_head(name: str):
     return _done(href("step", move.new), {"branch": move.branch, "step": move.new})
 
 
+@bp.post("/s/<name:name>/accept")
+def accept(name: str):
+    """Move a staged candidate's branch to it; the others of its job leave the staging area."""
+    decision = core.accept(get_store(), name, str(_form().get("step", "")))
+    get_jobs().cancel(decision.job)  # what the job has not committed yet is not wanted
+    payload = {"branch": decision.branch, "step": decision.step, "cleared": decision.cleared}
+    return _done(href("session", name), payload)
+
+
+@bp.post("/s/<name:name>/keep")
+def keep(name: str):
+    """Make a staged candidate a branch of its own."""
+    form = _form()
+    decision = core.keep(get_store(), name, str(form.get("step", "")), _text(form, "name"))
+    return _done(href("session", name), {"branch": decision.branch, "step": decision.step})
+
+
+@bp.post("/s/<name:name>/discard")
+def discard(name: str):
+    """Drop a staged candidate (its step stays in the reflog; undo brings it back)."""
+    decision = core.discard(get_store(), name, str(_form().get("step", "")))
+    return _done(href("session", name), {"discarded": decision.step, "place": decision.cleared})
+
+
+@bp.post("/s/<name:name>/undo")
+def undo(name: str):
+    """Move a ref (``heads/BRANCH`` or a staging place) back where its last move took it from."""
+    store = get_store()
+    form = _form()
+    ref = _text(form, "ref") or f"heads/{store.refs.current_branch(name)}"
+    u = core.undo(store, name, ref)
+    return _done(href("session", name), {"ref": u.ref, "was": u.was, "now": u.now})
+
+
+@bp.get("/s/<name:name>/staged.json")
+def staged(name: str):
+    """The staging area: each job's candidates waiting for a decision."""
+    groups = core.staged(get_store(), name)
+    return jsonify(
+        [
+            {
+                "branch": g.branch,
+                "job": g.job,
+                "parent": g.parent,
+                "candidates": [{"k": c.candidate, "step": c.step} for c in g.candidates],
+            }
+            for g in groups
+        ]
+    )
+
+
+@bp.get("/s/<name:name>/history.json")
+def history(name: str):
+    """A ref's moves, newest first (``?ref=heads/BRANCH``; HEAD's branch by default)."""
+    store = get_store()
+    ref = request.args.get("ref") or f"heads/{store.refs.current_branch(name)}"
+    moves = core.history(store, name, ref)
+    return jsonify(
+        {
+            "ref": ref,
+            "moves": [
+                {"old": m.old, "new": m.new, "time_ms": m.time_ms, "message": m.message}
+                for m in moves
+            ],
+        }
+    )
+
+
 @bp.post("/attempt/<oid:attempt_id>/retry")
 def retry(attempt_id: str):
     """Run a failed attempt's recipe again from its parent (a fresh seed)."""

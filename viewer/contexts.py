@@ -75,11 +75,15 @@ def branches_in_scope(store: Store, session: str, opts: PageOptions = DEFAULT) -
 def session_steps(
     store: Store, session: str, opts: PageOptions = DEFAULT, scoped: bool = True
 ) -> dict[str, Step]:
-    """Every step reachable from the session's branches (in scope unless ``scoped`` is False)."""
+    """Every step reachable from the session's branches and staged candidates.
+
+    The branches are those in scope unless ``scoped`` is False.
+    """
     branches = branches_in_scope(store, session, opts) if scoped else store.refs.branches(session)
+    heads = {**branches, **{f"staging/{k}": v for k, v in store.refs.staged(session).items()}}
     if opts.memo is None:
-        return reachable_steps(store, list(branches.values()))
-    return opts.memo.get(store, session, branches)
+        return reachable_steps(store, list(heads.values()))
+    return opts.memo.get(store, session, heads)
 
 
 def session_attempts(
@@ -132,6 +136,9 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
     heads: dict[str, list[str]] = {}
     for name, sid in sorted(branches.items()):
         heads.setdefault(sid, []).append(name)
+    for place, sid in sorted(store.refs.staged(session).items()):
+        branch, _job, k = place.split("/")
+        heads.setdefault(sid, []).append(f"{branch} · staged {k}")
     nodes = []
     for sid, st in steps.items():
         r = st.recipe

@@ -126,6 +126,12 @@ def report_outcome(store: Store, out: StepOutcome) -> None:
             f"committed {short(sid)} on {name}: canvas {step.result.width}x{step.result.height}, "
             f"seam {sc.seam_permille / 1000:.2f} (texture {sc.parent_seam_permille / 1000:.2f})"
         )
+    for place, sid in out.staged.items():
+        branch, _job, k = place.split("/")
+        click.echo(
+            f"staged candidate {k} for {branch}: {short(sid)} "
+            f"(exq accept, keep or discard SESSION {short(sid)})"
+        )
     for exc in out.failures:
         aid = exc.details.get("attempt_id") or ""
         click.echo(

@@ -181,4 +181,98 @@ def attempts(ctx: click.Context, session: str) -> None:
     click.echo(f"{len(lines)} attempts")
 
 
-COMMANDS = (new, log, branches, branch, head, defaults, budget, cost, attempts)
+@click.command()
+@click.argument("session")
+@click.pass_context
+def staged(ctx: click.Context, session: str) -> None:
+    """Candidates of SESSION waiting in the staging area, by job."""
+    groups = core.staged(open_store(ctx), session)
+    for g in groups:
+        click.echo(
+            f"job {g.job}: {len(g.candidates)} candidates for {g.branch} (from {short(g.parent)})"
+        )
+        for c in g.candidates:
+            click.echo(f"  {c.candidate}  {short(c.step)}")
+    click.echo(f"{sum(len(g.candidates) for g in groups)} staged")
+
+
+@click.command()
+@click.argument("session")
+@click.argument("step")
+@click.pass_context
+def accept(ctx: click.Context, session: str, step: str) -> None:
+    """Move a staged candidate's branch to STEP and clear the others of its job."""
+    d = core.accept(open_store(ctx), session, step)
+    click.echo(f"{d.branch} -> {short(d.step)}; cleared {len(d.cleared)} from the staging area")
+
+
+@click.command()
+@click.argument("session")
+@click.argument("step")
+@click.pass_context
+def discard(ctx: click.Context, session: str, step: str) -> None:
+    """Drop a staged candidate (its step stays in the reflog: `exq undo` brings it back)."""
+    d = core.discard(open_store(ctx), session, step)
+    click.echo(f"discarded {short(d.step)} ({d.cleared[0]})")
+
+
+@click.command()
+@click.argument("session")
+@click.argument("step")
+@click.option("--as", "name", default=None, help="The new branch's name (default B~k).")
+@click.pass_context
+def keep(ctx: click.Context, session: str, step: str, name: str | None) -> None:
+    """Make a staged candidate a branch of its own."""
+    d = core.keep(open_store(ctx), session, step, name)
+    click.echo(f"kept {short(d.step)} as branch {d.branch}")
+
+
+def _ref(store, session: str, branch: str | None, ref: str | None) -> str:
+    if ref:
+        return ref
+    return f"heads/{branch or store.refs.current_branch(session)}"
+
+
+@click.command()
+@click.argument("session")
+@click.argument("branch", required=False)
+@click.option("--ref", default=None, help="Another ref of the session: staging/BRANCH/JOB/K.")
+@click.pass_context
+def history(ctx: click.Context, session: str, branch: str | None, ref: str | None) -> None:
+    """Every move of a branch (HEAD's by default), newest first."""
+    store = open_store(ctx)
+    for m in core.history(store, session, _ref(store, session, branch, ref)):
+        old, new = short(m.old) if m.old else "(none)", short(m.new) if m.new else "(none)"
+        click.echo(f"{when(m.time_ms)}  {old} -> {new}  {m.message}")
+
+
+@click.command()
+@click.argument("session")
+@click.argument("branch", required=False)
+@click.option("--ref", default=None, help="Another ref of the session: staging/BRANCH/JOB/K.")
+@click.pass_context
+def undo(ctx: click.Context, session: str, branch: str | None, ref: str | None) -> None:
+    """Move a branch (HEAD's by default) back to where its last move took it from."""
+    store = open_store(ctx)
+    u = core.undo(store, session, _ref(store, session, branch, ref))
+    was, now = short(u.was) if u.was else "(none)", short(u.now) if u.now else "(none)"
+    click.echo(f"{u.ref}: {was} -> {now}")
+
+
+COMMANDS = (
+    new,
+    log,
+    branches,
+    branch,
+    head,
+    defaults,
+    budget,
+    cost,
+    attempts,
+    staged,
+    accept,
+    discard,
+    keep,
+    history,
+    undo,
+)

@@ -120,12 +120,20 @@ def demo(ctx: click.Context, fixture: str) -> None:
         out = core.grow(store, req, observer=PhaseLine())
         report_outcome(store, out)
         first = first or out.step_ids[0]
-    click.echo("branch 'alt' from the first step with 3 candidates")
+    click.echo("branch 'alt' from the first step with 3 candidates (staged)")
     params = {"direction": "right", "extension_px": 128, "overlap_px": 16, "seed": 10, "n": 3}
     req = core.step_request(
         store, name, {**params, "backend": "patchmatch"}, parent=first, branch="alt"
     )
-    report_outcome(store, core.grow(store, req, observer=PhaseLine()))
+    out = core.grow(store, req, observer=PhaseLine())
+    report_outcome(store, out)
+    # decide as a user would: keep two candidates as branches, then accept the first
+    # (accepting clears what is left of the job's candidates from the staging area)
+    first_candidate, *others = sorted(out.staged.items(), key=lambda kv: kv[0])
+    for _place, sid in others:
+        click.echo(f"kept {short(sid)} as {core.keep(store, name, sid).branch}")
+    decision = core.accept(store, name, first_candidate[1])
+    click.echo(f"accepted {short(decision.step)} on {decision.branch}")
     click.echo("")
     write_branch_canvases(store, name, store.root / "cache" / name)
     click.echo(

@@ -13,6 +13,7 @@ from exquisite_store.core.branches import (
     set_head,
     step_of_session,
 )
+from exquisite_store.core.history import Move, Undone, history, undo
 from exquisite_store.core.jobs import Jobs, job_states, mark_abandoned
 from exquisite_store.core.sessions import (
     NewSession,
@@ -28,10 +29,30 @@ from exquisite_store.core.sessions import (
     set_defaults,
 )
 from exquisite_store.core.spending import Spending, spending
+from exquisite_store.core.staging import (
+    Decision,
+    Staged,
+    StagedGroup,
+    accept,
+    discard,
+    keep,
+    staged,
+)
 from exquisite_store.core.steps import StepRequest, estimate, grow, retry_request, step_request
 
 __all__ = [
+    "Decision",
     "HeadMove",
+    "Move",
+    "Staged",
+    "StagedGroup",
+    "Undone",
+    "accept",
+    "discard",
+    "history",
+    "keep",
+    "staged",
+    "undo",
     "Jobs",
     "NewSession",
     "Spending",

@@ -35,6 +35,8 @@ class StepRequest:
     parent: ObjectId | None = None
     #: the branch the caller named, or None (HEAD's, or the parent's)
     branch: str | None = None
+    #: several candidates wait in the staging area instead of moving the branch
+    stage: bool = False
 
 
 def step_request(
@@ -45,11 +47,13 @@ def step_request(
     prompt: str = "",
     parent: str | None = None,
     branch: str | None = None,
+    stage: bool | None = None,
 ) -> StepRequest:
     """Check a step before it runs: parameters (strings welcome), prompt, parent, branch.
 
     ``parent`` may be an id, a unique id prefix or a branch name. ConfigError names the
-    first bad field; nothing is written.
+    first bad field; nothing is written. ``stage`` (by default: when more than one
+    candidate is asked for) puts the candidates in the staging area.
     """
     sess = store.session(session)
     given = {ALIASES.get(k, k): v for k, v in params.items() if v is not None and v != ""}
@@ -65,6 +69,7 @@ def step_request(
         overrides,
         parent=ObjectId(target.parent) if parent else None,
         branch=target.branch if branch else None,
+        stage=merged.n > 1 if stage is None else stage,
     )
 
 
@@ -91,6 +96,7 @@ def grow(
         cancel=cancel,
         observer=observer,
         backend_impl=backend,
+        stage=req.stage,
         **_run_args(req),
     )
 

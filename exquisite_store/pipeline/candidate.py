@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from exquisite_store.pipeline.targets import free_name
 from exquisite_store.pipeline.validate import step_scores, validate
 from exquisite_store.store import Store, edit_canvas
 from exquisite_store.store.objects import ObjectStore
+from exquisite_store.store.refs import staging_name
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,14 @@ def commit_candidate(
     response: Response,
     run: Job,
     committed: dict[str, str],
+    stage: bool = False,
 ) -> tuple[str, ObjectId]:
-    """Write the step and move its branch; returns ``(branch, step id)``.
+    """Write the step and move its ref; returns ``(ref name in the session, step id)``.
 
     The first candidate to commit moves the target branch (compare-and-swap from the
-    value it had when the step started); later ones get the next free ``B~k``.
+    value it had when the step started); later ones get the next free ``B~k``. With
+    ``stage``, no branch moves: candidate ``k`` is held by the staging ref
+    ``staging/<branch>/<job>/<k>`` until someone accepts, keeps or discards it.
     """
     run.phase("commit")
     step = Step(
@@ -112,14 +117,19 @@ def commit_candidate(
     )
     step_id = store.objects.put_json(step)
     target = prepared.target
-    if not committed:
-        name, old = target.branch, target.expected
+    message = f"step: {prepared.params.direction} +{prepared.plan.extension_px}px (job {run.job})"
+    if stage:
+        name = staging_name(target.branch, run.job, response.candidate + 1)
+        move = functools.partial(store.refs.update_staging, prepared.session, name, None)
+    elif not committed:
+        name = target.branch
+        move = functools.partial(store.refs.update, prepared.session, name, target.expected)
     else:
         branches = store.refs.branches(prepared.session)
-        name, old = free_name(branches, f"{target.branch}~", len(committed) + 1), None
-    message = f"step: {prepared.params.direction} +{prepared.plan.extension_px}px (job {run.job})"
+        name = free_name(branches, f"{target.branch}~", len(committed) + 1)
+        move = functools.partial(store.refs.update, prepared.session, name, None)
     try:
-        store.refs.update(prepared.session, name, old, step_id, message)
+        move(step_id, message)
     except BranchMoved as exc:
         exc.details["step_id"] = step_id
         raise

@@ -22,6 +22,8 @@ class StepOutcome:
     step_ids: list[str] = field(default_factory=list)
     attempt_ids: list[str] = field(default_factory=list)
     branches: dict[str, str] = field(default_factory=dict)
+    #: staging names (``<branch>/<job>/<k>``) of candidates waiting for a decision
+    staged: dict[str, str] = field(default_factory=dict)
     failures: list[StepFailure] = field(default_factory=list)
     canvas_ids: list[str] = field(default_factory=list)
     request_id: str = ""

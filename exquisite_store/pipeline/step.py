@@ -12,6 +12,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from exquisite_store.backends.base import Backend
@@ -37,6 +38,22 @@ from exquisite_store.store import Store
 RETRY_DELAYS_S = (0.5, 2.0)
 
 
+@dataclass(frozen=True)
+class How:
+    """How one call runs: committed or only built (reproduce), staged, cancellable."""
+
+    commit: bool = True
+    #: candidates wait in the staging area instead of moving the branch (and ``B~k``)
+    stage: bool = False
+    cancel: threading.Event | None = None
+    delays: tuple[float, ...] = RETRY_DELAYS_S
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether someone asked the call to stop."""
+        return self.cancel is not None and self.cancel.is_set()
+
+
 def run_step(
     store: Store,
     session: str,
@@ -51,6 +68,7 @@ def run_step(
     commit: bool = True,
     dry_run: bool = False,
     observer: Observer | None = None,
+    stage: bool = False,
     **overrides: Any,
 ) -> StepOutcome:
     """Grow a session by one step; raises the first failure if no candidate committed.
@@ -59,7 +77,8 @@ def run_step(
     defaults. With ``commit=False`` (reproduce) the candidates' canvases are built and
     returned in ``canvas_ids`` but no step, attempt, event or ref is written. With
     ``dry_run`` nothing is called, written or locked: ``preview`` says what would be
-    sent and its estimate.
+    sent and its estimate. With ``stage`` the candidates wait in the staging area
+    (``refs/<session>/staging/<branch>/<job>/<k>``) and no branch moves.
     """
     from exquisite_store.backends.registry import make_backend
 
@@ -92,9 +111,8 @@ def run_step(
                 params={k: v for k, v in overrides.items() if v is not None},
             )
             with store.writing():
-                _transaction(
-                    store, run, out, backend, params, target, prompt, cancel, retry_delays, commit
-                )
+                how = How(commit=commit, stage=stage, cancel=cancel, delays=retry_delays)
+                _transaction(store, run, out, backend, params, target, prompt, how)
     except StepFailure:
         raise  # commit=False (reproduce): the failure as it is
     except ExqError as exc:  # bad parameters for this canvas: no attempt, but say so
@@ -109,6 +127,7 @@ def run_step(
                 "succeeded",
                 step_ids=out.step_ids,
                 branches=out.branches,
+                staged=out.staged,
                 attempt_ids=out.attempt_ids,
             )
         return out
@@ -151,17 +170,13 @@ def _transaction(
     params: StepParams,
     target: Target,
     prompt: str,
-    cancel: threading.Event | None,
-    delays: tuple[float, ...],
-    commit: bool,
+    how: How,
 ) -> None:
     """Prepare, hold the estimate, call, and build and commit each candidate."""
     with contextlib.ExitStack() as held:
-        called = _prepare_and_call(
-            store, run, out, backend, params, target, prompt, cancel, delays, commit, held
-        )
+        called = _prepare_and_call(store, run, out, backend, params, target, prompt, how, held)
         if called is not None:
-            _candidates(store, run, out, *called, commit)
+            _candidates(store, run, out, *called, how)
 
 
 def _prepare_and_call(
@@ -172,9 +187,7 @@ def _prepare_and_call(
     params: StepParams,
     target: Target,
     prompt: str,
-    cancel: threading.Event | None,
-    delays: tuple[float, ...],
-    commit: bool,
+    how: How,
     held: contextlib.ExitStack,
 ) -> tuple[Prepared, Generated, list] | None:
     """Plan, store the request, hold the budget (in ``held``), call and decode.
@@ -189,13 +202,13 @@ def _prepare_and_call(
         prepared = prepare(store, run.session, params, target, prompt, backend, run)
         out.request_id = prepared.request.request_id
         store_request(store.objects, prepared)  # before any call
-        held.enter_context(_budget_held(store, run, prepared.estimate_micro_usd, commit))
-        if cancel is not None and cancel.is_set():
+        held.enter_context(_budget_held(store, run, prepared.estimate_micro_usd, how.commit))
+        if how.cancelled:
             raise Cancelled("cancelled before the backend was called; nothing was spent")
-        result, calls = call_backend(backend, prepared, run, cancel, delays)
+        result, calls = call_backend(backend, prepared, run, how.cancel, how.delays)
         out.calls += calls
         prepared = prepared.without_frame()  # sent: let the frame and mask go before decoding
-        generated = decode_result(store, prepared, result, backend.name, run, log=commit)
+        generated = decode_result(store, prepared, result, backend.name, run, log=how.commit)
         if generated.problem:
             raise DecodeError(
                 f"{generated.problem}; the answer is kept and counted at the estimate",
@@ -203,11 +216,11 @@ def _prepare_and_call(
             )
         if not result.images:
             raise DecodeError("the backend returned no image")
-        if cancel is not None and cancel.is_set():
+        if how.cancelled:
             raise Cancelled("cancelled while the backend ran; what it returned is kept")
     except StepFailure as exc:
         response = generated.billed() if generated is not None else None
-        _fail(store, run, out, target, exc, prepared, response, commit)
+        _fail(store, run, out, target, exc, prepared, response, how.commit)
         return None
     # the outputs travel in a list that hands each one over once (see _take)
     return prepared, dataclasses.replace(generated, outputs=()), list(generated.outputs)
@@ -220,29 +233,43 @@ def _candidates(
     prepared: Prepared,
     generated: Generated,
     outputs: list,
-    commit: bool,
+    how: How,
 ) -> None:
-    """Build, check and commit each candidate; each output is let go once used."""
+    """Build, check and commit each candidate; each output is let go once used.
+
+    A cancel (someone accepted a staged candidate already, or pressed Cancel) turns
+    the candidates not yet committed into Cancelled attempts, their answers kept.
+    """
     for i in range(len(outputs)):
         try:
+            if how.cancelled and how.commit:
+                _take(outputs, i)
+                raise Cancelled("cancelled before this candidate was committed; its answer is kept")
             # handed over, not kept here: the output is let go as soon as it is unframed
             candidate = build_candidate(store.objects, prepared, _take(outputs, i), run)
-            if not commit:
+            if not how.commit:
                 out.canvas_ids.append(candidate.canvas_id)
                 continue
             name, step_id = commit_candidate(
-                store, prepared, candidate, generated.candidate(i), run, out.branches
+                store,
+                prepared,
+                candidate,
+                generated.candidate(i),
+                run,
+                out.branches,
+                stage=how.stage,
             )
             out.canvas_ids.append(candidate.canvas_id)
             out.step_ids.append(step_id)
-            out.branches[name] = step_id
+            (out.staged if how.stage else out.branches)[name] = step_id
         except ExqError as exc:
             if not isinstance(exc, StepFailure):
-                if not out.step_ids or not commit:
+                if not out.step_ids or not how.commit:
                     raise  # nothing committed: the job fails with the store's error
                 # a candidate committed already: this one is an attempt, the job succeeds
                 exc = ArtifactWriteError(f"store error: {exc.message}", cause=exc.kind)
-            _fail(store, run, out, prepared.target, exc, prepared, generated.candidate(i), commit)
+            response = generated.candidate(i)
+            _fail(store, run, out, prepared.target, exc, prepared, response, how.commit)
 
 
 def _take(items: list, i: int):

@@ -44,6 +44,25 @@ class ReflogEntry(msgspec.Struct, frozen=True):
 _reflog_decoder = msgspec.json.Decoder(ReflogEntry)
 
 
+_JOB = re.compile(r"^[0-9a-f]{1,32}$")
+
+
+def staging_name(branch: str, job: str, candidate: int) -> str:
+    """``<branch>/<job>/<k>``: where candidate ``k`` of a job that grows ``branch`` waits."""
+    if not _JOB.match(job) or not 1 <= candidate <= 99:
+        raise InvalidName(f"not a staging place: job {job!r:.40}, candidate {candidate}")
+    return f"{check_name(branch, 'branch')}/{job}/{candidate}"
+
+
+def parse_staging_name(name: str) -> tuple[str, str, int]:
+    """``(branch, job, candidate)`` of a staging name; InvalidName if it is none."""
+    parts = name.split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise InvalidName(f"not a staging place: {name!r:.80}")
+    staging_name(parts[0], parts[1], int(parts[2]))
+    return parts[0], parts[1], int(parts[2])
+
+
 class Refs:
     """Branch heads of sessions over a storage backend."""
 
@@ -92,6 +111,30 @@ class Refs:
         name = self.branch_ref(session, branch)
         entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
         self.storage.delete_ref(name, check_id(old), msgspec.json.encode(entry))
+
+    def staged(self, session: str) -> dict[str, str]:
+        """``{staging name: step id}``: candidates waiting for someone to decide."""
+        prefix = f"{check_name(session, 'session')}/staging/"
+        out = {}
+        for name in self.storage.list_refs(prefix):
+            value = self.storage.read_ref(name)
+            if value:
+                out[name[len(prefix) :]] = value
+        return out
+
+    def update_staging(
+        self, session: str, name: str, old: str | None, new: str, message: str
+    ) -> None:
+        """Compare-and-swap a staging ref (``staging_name``)."""
+        parse_staging_name(name)
+        self._cas(f"{check_name(session, 'session')}/staging/{name}", old, check_id(new), message)
+
+    def delete_staging(self, session: str, name: str, old: str, message: str) -> None:
+        """Remove a staging ref; its step stays reachable through its reflog."""
+        parse_staging_name(name)
+        ref = f"{check_name(session, 'session')}/staging/{name}"
+        entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        self.storage.delete_ref(ref, check_id(old), msgspec.json.encode(entry))
 
     def current_branch(self, session: str) -> str:
         """The branch HEAD names (``main`` if HEAD is missing)."""

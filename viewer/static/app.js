@@ -99,11 +99,27 @@
           stop();
           cands.innerHTML = "";
           const ul = document.createElement("ul"); ul.className = "plain";
-          Object.entries(d.branches).forEach(([b, sid]) => {
+          Object.entries(d.branches || {}).forEach(([b, sid]) => {
             const li = document.createElement("li");
             li.innerHTML = `<a>${sid.slice(0, 12)}</a> on <b></b> `;
             li.querySelector("a").setAttribute("href", `${base}step/${sid}`);
             li.querySelector("b").textContent = b;
+            ul.appendChild(li);
+          });
+          // staged candidates: nothing moved yet; accept one, keep one as a branch, or drop one
+          const decide = async (verb, sid, li) => {
+            const r = await fetch(`${base}s/${session}/${verb}`, { method: "POST", body: new URLSearchParams({ step: sid }), headers: { "X-CSRF-Token": csrf ? csrf.content : "", "X-Requested-With": "fetch" } });
+            const j = await r.json();
+            li.querySelector(".outcome").textContent = r.ok ? ` ${verb === "accept" ? "accepted on " + j.branch : verb === "keep" ? "kept as " + j.branch : "discarded"}` : ` cannot ${verb}: ${j.error}`;
+          };
+          Object.entries(d.staged || {}).forEach(([place, sid]) => {
+            const [b, , k] = place.split("/");
+            const li = document.createElement("li");
+            li.className = "staged";
+            li.innerHTML = `<a>${sid.slice(0, 12)}</a> <b></b> <button type="button" data-verb="accept">Accept</button> <button type="button" data-verb="keep">Keep as branch</button> <button type="button" data-verb="discard">Discard</button><span class="outcome"></span>`;
+            li.querySelector("a").setAttribute("href", `${base}step/${sid}`);
+            li.querySelector("b").textContent = `${b} candidate ${k}`;
+            li.querySelectorAll("button").forEach((btn) => btn.addEventListener("click", () => decide(btn.dataset.verb, sid, li)));
             ul.appendChild(li);
           });
           cands.appendChild(ul);
