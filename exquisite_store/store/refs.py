@@ -82,13 +82,7 @@ class Refs:
 
     def branches(self, session: str) -> dict[str, str]:
         """``{branch: step id}`` of a session."""
-        prefix = f"{check_name(session, 'session')}/heads/"
-        out = {}
-        for name in self.storage.list_refs(prefix):
-            value = self.storage.read_ref(name)
-            if value:
-                out[name[len(prefix) :]] = value
-        return out
+        return self._values_under(f"{check_name(session, 'session')}/heads/")
 
     def head(self, session: str, branch: str) -> str:
         """The step id a branch points at; NotFound if no such branch."""
@@ -114,7 +108,10 @@ class Refs:
 
     def staged(self, session: str) -> dict[str, str]:
         """``{staging name: step id}``: candidates waiting for someone to decide."""
-        prefix = f"{check_name(session, 'session')}/staging/"
+        return self._values_under(f"{check_name(session, 'session')}/staging/")
+
+    def _values_under(self, prefix: str) -> dict[str, str]:
+        """``{name below prefix: value}`` of every ref under ``prefix`` that holds one."""
         out = {}
         for name in self.storage.list_refs(prefix):
             value = self.storage.read_ref(name)
