@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from exquisite_store.cli import serve_commands, session_commands, step_commands, store_commands
+from exquisite_store.cli import (
+    remote_commands,
+    serve_commands,
+    session_commands,
+    step_commands,
+    store_commands,
+)
 from exquisite_store.cli.helpers import DEFAULT_STORE
 from exquisite_store.errors import ExqError, StoreError, UserError
 
@@ -46,7 +52,7 @@ def cli(ctx: click.Context, store: str) -> None:
     ctx.obj["store"] = store
 
 
-for _module in (store_commands, session_commands, step_commands, serve_commands):
+for _module in (store_commands, session_commands, step_commands, serve_commands, remote_commands):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

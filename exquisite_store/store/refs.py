@@ -119,6 +119,19 @@ class Refs:
                 out[name[len(prefix) :]] = value
         return out
 
+    def tracking(self, session: str, remote: str) -> dict[str, str]:
+        """``{branch: step id}`` as last fetched from (or pushed to) ``remote``."""
+        prefix = f"{check_name(session, 'session')}/remotes/{check_name(remote, 'remote')}/"
+        return self._values_under(prefix)
+
+    def update_tracking(self, session: str, remote: str, branch: str, new: str) -> None:
+        """Record that ``remote``'s ``branch`` was seen at ``new`` (a logged CAS)."""
+        name = f"{check_name(session, 'session')}/remotes/{check_name(remote, 'remote')}/"
+        name += check_name(branch, "branch")
+        old = self.storage.read_ref(name)
+        if old != new:
+            self._cas(name, old, check_id(new), f"remote: {remote} had {branch} at {new[:12]}")
+
     def update_staging(
         self, session: str, name: str, old: str | None, new: str, message: str
     ) -> None:
