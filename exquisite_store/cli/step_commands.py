@@ -34,6 +34,11 @@ def print_preview(p: dict[str, Any]) -> None:
         refused = " -> WOULD BE REFUSED" if p["over_budget"] else ""
         after = f"; budget {p['budget_usd']}, spent {p['spent_usd']}{refused}"
     click.echo(f"estimate {p['estimate_usd']}{after}")
+    if p.get("cached_response"):
+        click.echo(
+            f"run cache: this store has answered this request before (response "
+            f"{short(p['cached_response'])}): no call, no cost (--fresh calls anyway)"
+        )
     if p["ignores_prompt"]:
         click.echo("(this backend ignores the prompt text)")
     click.echo("prompt:\n" + "\n".join("  " + line for line in p["prompt"].splitlines()))
@@ -43,6 +48,7 @@ def print_preview(p: dict[str, Any]) -> None:
 @click.argument("session")
 @step_options
 @click.option("--dry-run", is_flag=True, help="Print the request; call and write nothing.")
+@click.option("--fresh", is_flag=True, help="Call the backend even if the run cache has it.")
 @click.pass_context
 def step(
     ctx: click.Context,
@@ -51,12 +57,19 @@ def step(
     branch: str | None,
     prompt: str,
     dry_run: bool,
+    fresh: bool,
     **options: Any,
 ) -> None:
     """Grow SESSION by one step (one transaction; n candidates)."""
     store = open_store(ctx)
     req = core.step_request(
-        store, session, step_params(options), prompt=prompt, parent=from_, branch=branch
+        store,
+        session,
+        step_params(options),
+        prompt=prompt,
+        parent=from_,
+        branch=branch,
+        fresh=fresh,
     )
     if dry_run:
         print_preview(core.estimate(store, req))
@@ -75,6 +88,9 @@ def step(
             why = exc.details.get("attempt_not_recorded", "")
             click.echo(f"no attempt could be recorded{': ' + why if why else ''}; no branch moved")
         ctx.exit(1)
+    cached = core.cached_response_of(store, out.step_ids[0]) if out.step_ids else None
+    if cached:
+        click.echo(f"answered from the run cache (response {short(cached)}): no call, no cost")
     report_outcome(store, out)
 
 

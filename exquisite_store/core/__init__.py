@@ -38,7 +38,14 @@ from exquisite_store.core.staging import (
     keep,
     staged,
 )
-from exquisite_store.core.steps import StepRequest, estimate, grow, retry_request, step_request
+from exquisite_store.core.steps import (
+    StepRequest,
+    cached_response_of,
+    estimate,
+    grow,
+    retry_request,
+    step_request,
+)
 
 __all__ = [
     "Decision",
@@ -58,6 +65,7 @@ __all__ = [
     "Spending",
     "StartImage",
     "StepRequest",
+    "cached_response_of",
     "create_branch",
     "create_session",
     "drop_branch",

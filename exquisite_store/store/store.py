@@ -21,7 +21,7 @@ from exquisite_store.errors import (
     NotFound,
     StoreError,
 )
-from exquisite_store.ids import ObjectId
+from exquisite_store.ids import ObjectId, check_id, is_id
 from exquisite_store.manifests import Attempt, Canvas, Result, Session, Step, StepParams
 from exquisite_store.store.canvas import compose_full, put_canvas
 from exquisite_store.store.files import atomic_write, ensure_dir
@@ -33,6 +33,11 @@ FORMAT_VERSION = 1
 DEFAULT_TILE_SIZE = 256
 TILE_SIZES = (64, 128, 256, 512, 1024)
 Clock = Callable[[], int]
+
+
+def _request_shard(request_id: str) -> str:
+    """The log of the store's response index that lists ``request_id``."""
+    return f"requests/{check_id(request_id)[:2]}"
 
 
 def wall_clock_ms() -> int:
@@ -260,11 +265,28 @@ class Store:
         return self._read_log(f"sessions/{check_name(session, 'session')}/attempts")
 
     def record_response(self, session: str, request_id: str, response_id: str) -> None:
-        """List a backend response under its request id, for replay."""
-        line = LogLine(time_ms=self.clock_ms(), type="response", id=response_id, kind=request_id)
-        self.storage.append_log(
-            f"sessions/{check_name(session, 'session')}/responses", msgspec.json.encode(line)
+        """List a backend response under its request id: for replay, and the run cache.
+
+        The session's log serves replay; the store's index (``logs/requests/<ab>``, by
+        the request id's first two hex digits) lets any later step find it in one read.
+        """
+        line = LogLine(
+            time_ms=self.clock_ms(),
+            type="response",
+            id=response_id,
+            kind=request_id,
+            message=check_name(session, "session"),
         )
+        raw = msgspec.json.encode(line)
+        self.storage.append_log(f"sessions/{session}/responses", raw)
+        self.storage.append_log(_request_shard(request_id), raw)
+
+    def find_cached_response(self, request_id: str) -> str | None:
+        """The newest response recorded in this store (any session) to ``request_id``."""
+        for line in reversed(self._read_log(_request_shard(request_id))):
+            if line.kind == request_id and is_id(line.id):
+                return line.id
+        return None
 
     def find_response(self, session: str, request_id: str) -> str | None:
         """The newest recorded response to ``request_id`` in a session."""
