@@ -9,7 +9,7 @@ from exquisite_store.store import Store
 
 from .helpers import TickClock, fixture_array
 
-pytest_plugins = ["tests.fakes.openai_fixture"]
+pytest_plugins = ["tests.fakes.openai_fixture", "tests.redis_helpers"]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

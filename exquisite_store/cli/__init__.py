@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from exquisite_store.cli import (
+    queue_commands,
     remote_commands,
     serve_commands,
     session_commands,
@@ -52,7 +53,14 @@ def cli(ctx: click.Context, store: str) -> None:
     ctx.obj["store"] = store
 
 
-for _module in (store_commands, session_commands, step_commands, serve_commands, remote_commands):
+for _module in (
+    store_commands,
+    session_commands,
+    step_commands,
+    serve_commands,
+    remote_commands,
+    queue_commands,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

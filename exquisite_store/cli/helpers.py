@@ -20,6 +20,16 @@ from exquisite_store.store import Store
 
 DEFAULT_STORE = "exquisite-store"
 
+#: ``--queue``: steps are handed to RQ workers instead of running here
+QUEUE_OPTION = click.option(
+    "--queue",
+    "queue_url",
+    envvar="EXQ_QUEUE",
+    default=None,
+    metavar="redis://HOST:PORT/DB",
+    help="The Redis that carries queued steps to `exq worker`s (or set EXQ_QUEUE).",
+)
+
 
 def store_path(ctx: click.Context) -> Path:
     """The store directory named by ``--store`` / ``EXQ_STORE``."""

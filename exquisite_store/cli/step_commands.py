@@ -8,13 +8,16 @@ import click
 
 from exquisite_store import core
 from exquisite_store.cli.helpers import (
+    QUEUE_OPTION,
     PhaseLine,
     open_store,
     report_outcome,
     step_options,
     step_params,
+    store_path,
     write_branch_canvases,
 )
+from exquisite_store.core import queue
 from exquisite_store.errors import StepFailure
 from exquisite_store.ids import short
 from exquisite_store.pipeline.reproduce import reproduce as run_reproduce
@@ -49,6 +52,7 @@ def print_preview(p: dict[str, Any]) -> None:
 @step_options
 @click.option("--dry-run", is_flag=True, help="Print the request; call and write nothing.")
 @click.option("--fresh", is_flag=True, help="Call the backend even if the run cache has it.")
+@QUEUE_OPTION
 @click.pass_context
 def step(
     ctx: click.Context,
@@ -58,9 +62,10 @@ def step(
     prompt: str,
     dry_run: bool,
     fresh: bool,
+    queue_url: str | None,
     **options: Any,
 ) -> None:
-    """Grow SESSION by one step (one transaction; n candidates)."""
+    """Grow SESSION by one step (one transaction; n candidates), here or by a worker."""
     store = open_store(ctx)
     req = core.step_request(
         store,
@@ -73,6 +78,13 @@ def step(
     )
     if dry_run:
         print_preview(core.estimate(store, req))
+        return
+    if queue_url:
+        queued = queue.enqueue(store, str(store_path(ctx)), req, queue.connect(queue_url))
+        click.echo(
+            f"queued job {queued.job} on {queued.queue}: an `exq worker` runs it; "
+            f"its progress is in the session's event log (and the viewer)"
+        )
         return
     p = req.params
     ignores = " (it ignores the prompt text)" if p.backend == "patchmatch" and prompt else ""

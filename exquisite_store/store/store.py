@@ -75,6 +75,8 @@ class Store:
         self.clock_ms: Clock = clock or wall_clock_ms
         self.objects = ObjectStore(storage)
         self.refs = Refs(storage, self.clock_ms)
+        #: told of each event once it is in the log: ``(session, seq, line)`` (live feeds)
+        self.on_event: Callable[[str, int, bytes], None] | None = None
 
     # --- opening -----------------------------------------------------------------
 
@@ -307,7 +309,10 @@ class Store:
         with self.storage.log_lock(name):
             seq = self._last_seq(name) + 1
             line = LogLine(seq=seq, time_ms=self.clock_ms(), type=type_, data=data)
-            self.storage.append_log(name, msgspec.json.encode(line), durable=type_ != "progress")
+            raw = msgspec.json.encode(line)
+            self.storage.append_log(name, raw, durable=type_ != "progress")
+        if self.on_event is not None:
+            self.on_event(session, seq, raw)
         return seq
 
     def last_event_seq(self, session: str) -> int:
