@@ -13,8 +13,16 @@ from exquisite_store.core.branches import (
     set_head,
     step_of_session,
 )
-from exquisite_store.core.history import Move, Undone, history, undo
-from exquisite_store.core.jobs import Jobs, job_states, mark_abandoned
+from exquisite_store.core.history import (
+    Move,
+    RefHistory,
+    Undone,
+    ever_held,
+    histories,
+    history,
+    undo,
+)
+from exquisite_store.core.jobs import Jobs, job_states, live_jobs, mark_abandoned
 from exquisite_store.core.sessions import (
     NewSession,
     StartImage,
@@ -44,6 +52,9 @@ __all__ = [
     "Decision",
     "HeadMove",
     "Move",
+    "RefHistory",
+    "ever_held",
+    "histories",
     "Staged",
     "StagedGroup",
     "Undone",
@@ -67,6 +78,7 @@ __all__ = [
     "image_from_file",
     "image_from_fixture",
     "job_states",
+    "live_jobs",
     "mark_abandoned",
     "new_session",
     "parse_budget",
