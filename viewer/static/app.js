@@ -39,14 +39,16 @@
     $$("#tree a.node[data-step]").forEach((n) => n.classList.toggle("selected", n.dataset.step.startsWith(selectedStep)));
   };
   const ALL_PARTS = ["summary", "tree", "branches", "attempts", "jobs", "history"];
-  let refreshing = null, pendingParts = new Set();
+  let refreshing = null, pendingParts = new Set(), pendingEvents = [];
   // fetch server-rendered parts and swap them in; then tell the page (and the canvas)
   const refresh = (parts, event) => {
     parts.forEach((p) => pendingParts.add(p));
+    if (event) pendingEvents.push(event);
     if (refreshing) return refreshing;
     refreshing = (async () => {
       await new Promise((r) => setTimeout(r, 60));  // events come in bursts: one fetch for a burst
       const want = Array.from(pendingParts); pendingParts = new Set();
+      const events = pendingEvents; pendingEvents = [];
       try {
         const r = await fetch(`${ws.dataset.liveUrl}?parts=${want.join(",")}`, { headers: headers() });
         if (!r.ok) return;
@@ -58,10 +60,10 @@
           if (name === "attempts") el.hidden = !j.attempts;
         });
         if (want.includes("tree")) { applyZoom(); markSelected(); }
-        if (event) document.dispatchEvent(new CustomEvent("exq:changed", { detail: { session: ws.dataset.session, event } }));
+        events.forEach((ev) => document.dispatchEvent(new CustomEvent("exq:changed", { detail: { session: ws.dataset.session, event: ev } })));
       } catch (err) { /* the next event or poll asks again */ } finally {
         refreshing = null;
-        if (pendingParts.size) refresh([], event);
+        if (pendingParts.size) refresh([]);
       }
     })();
     return refreshing;
