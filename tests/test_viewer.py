@@ -103,7 +103,6 @@ def test_compare_page_and_twin(client, world) -> None:
         "/attempt/" + "0" * 64,
         "/s/nope",
         "/s/..%2F..",
-        "/s/" + "x" * 80,
         "/-/objects/" + "a" * 64,
         "/-/objects/../store.toml",
         "/-/canvas/" + "a" * 64 + ".png",

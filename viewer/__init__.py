@@ -34,11 +34,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config["EXQ_STORE"]:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
-    from viewer import actions, assets, jobs, pages, security, web
+    from viewer import actions, assets, jobs, live, pages, security, short_ids, web
     from viewer.contexts import PageOptions, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
-        branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()), memo=StepsMemo()
+        branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()),
+        memo=StepsMemo(),
+        off_branch=not app.config["EXPORT"],
     )
     app.extensions["exq_sse_slots"] = threading.BoundedSemaphore(
         max(0, int(app.config["SSE_MAX_STREAMS"]))
@@ -55,6 +57,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(assets.bp)
     if not app.config["EXPORT"]:
         app.register_blueprint(actions.bp)
+        app.register_blueprint(live.bp)
+        short_ids.init_app(app)
         jobs.init_app(app)
     if not app.config["SECRET_KEY"]:
         use_store_secret(app)

@@ -21,6 +21,7 @@ from flask import (
 from exquisite_store import core
 from exquisite_store.errors import NotFound, UserError
 from exquisite_store.pipeline.params import FIELDS
+from viewer.contexts import candidate_seed
 from viewer.jobs import get_jobs
 from viewer.web import error_response, get_store, href, wants_json
 
@@ -61,8 +62,8 @@ def _step_request(name: str, form: dict[str, Any]) -> core.StepRequest:
 
 
 def _done(location: str, payload: dict[str, Any], status: int = 200):
-    if wants_json():
-        return jsonify(payload), status
+    if wants_json():  # a page's script: Location says where the form's result is
+        return jsonify(payload), status, {"Location": location}
     return redirect(location, code=303)
 
 
@@ -166,14 +167,18 @@ def undo(name: str):
 @bp.get("/s/<name:name>/staged.json")
 def staged(name: str):
     """The staging area: each job's candidates waiting for a decision."""
-    groups = core.staged(get_store(), name)
+    store = get_store()
+    groups = core.staged(store, name)
     return jsonify(
         [
             {
                 "branch": g.branch,
                 "job": g.job,
                 "parent": g.parent,
-                "candidates": [{"k": c.candidate, "step": c.step} for c in g.candidates],
+                "candidates": [
+                    {"k": c.candidate, "step": c.step, "seed": candidate_seed(store.step(c.step))}
+                    for c in g.candidates
+                ],
             }
             for g in groups
         ]

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from flask import Flask, current_app, g, jsonify, render_template, request, session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import BaseConverter
 
 from exquisite_store.errors import (
@@ -15,6 +15,7 @@ from exquisite_store.errors import (
     ConfigError,
     ExqError,
     IntegrityError,
+    InvalidName,
     LayoutError,
     ManifestError,
     NotFound,
@@ -25,7 +26,7 @@ from exquisite_store.ids import ID_PATTERN, PREFIX_PATTERN
 from exquisite_store.money import format_usd
 from exquisite_store.params import MAX_PROMPT
 from exquisite_store.store import Store
-from exquisite_store.store.refs import NAME_PATTERN
+from exquisite_store.store.refs import NAME_PATTERN, check_name
 from viewer.contexts import PageOptions
 
 
@@ -36,9 +37,20 @@ class IdConverter(BaseConverter):
 
 
 class NameConverter(BaseConverter):
-    """A session or branch name, as ``check_name`` allows."""
+    """A session or branch name, as ``check_name`` allows; any other segment is a 400.
 
-    regex = NAME_PATTERN
+    The rule takes any one path segment so that a bad name is answered with its
+    reason (400) instead of "no such page"; it is checked before a view sees it.
+    """
+
+    regex = "[^/]+"
+
+    def to_python(self, value: str) -> str:
+        """The name, checked (400 with the reason when it is not one)."""
+        try:
+            return check_name(value, "name")
+        except InvalidName as exc:
+            raise BadRequest(exc.message) from None
 
 
 def get_store() -> Store:
@@ -107,7 +119,7 @@ def error_response(status: int, message: str, **extra: Any) -> tuple[Any, int]:
 
 def status_of(exc: ExqError) -> int:
     """The HTTP status of a project error."""
-    if isinstance(exc, NotFound) or exc.kind in ("invalid_id", "invalid_name"):
+    if isinstance(exc, NotFound) or exc.kind == "invalid_id":
         return 404
     if isinstance(exc, Busy):
         return 429

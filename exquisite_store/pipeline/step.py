@@ -249,6 +249,7 @@ def _candidates(
     the candidates not yet committed into Cancelled attempts, their answers kept.
     """
     for i in range(len(outputs)):
+        run.candidate = (i + 1, len(outputs))
         try:
             if how.cancelled and how.commit:
                 _take(outputs, i)
