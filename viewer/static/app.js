@@ -90,6 +90,8 @@
       // one event of this job, from the stream or made from a polled state
       const show = (d) => {
         if (finished) return;
+        // the canvas (workspace.js) reloads when a job commits or fails
+        if (d.type === "succeeded" || d.type === "failed") document.dispatchEvent(new CustomEvent("exq:changed", { detail: { session, event: d } }));
         if ((d.type === "queued" || d.type === "started") && !seen.has(d.type)) { seen.add(d.type); line(d.type); }
         if (d.type === "progress" && d.phase !== phase) { phase = d.phase; if (last) last.className = "done"; last = line(d.phase, "now"); }
         if (d.type === "failed") { if (last) last.className = "fail"; line(`failed: ${d.kind}: ${d.message}`, "fail"); stop(); }
