@@ -174,3 +174,25 @@ def test_diff_tiles_are_black_where_the_canvases_agree(client) -> None:
     assert seen == {True}  # the two candidates differ in their new band, and only there
     same = c.get(f"/-/pyramid-diff/{a}/{a}/0/0/0.png")
     assert not decode(same.data)[:, :, :3].any()
+
+
+def test_the_canvas_view_names_its_pyramid_bands_and_selection(client) -> None:
+    c, world = client
+    store = world["store"]
+    html = c.get("/s/garden").get_data(as_text=True)
+    assert 'id="workspace"' in html and "/-/pyramid/" in html
+    head = c.get("/s/garden/canvas.json").get_json()
+    assert head["following_head"] and head["step"] == world["steps"][-1]
+    assert head["canvas"]["tiles"] == f"/-/pyramid/{store.step(head['step']).result.canvas_id}"
+    # each step on the way to this canvas: its band on the plane, its direction and seed
+    assert [(b["step"], b["direction"], b["seed"]) for b in head["bands"]] == [
+        (world["steps"][0], "right", 0),
+        (world["steps"][1], "right", 1),
+    ]
+    assert [b["rect"] for b in head["bands"]] == [[64, 0, 16, 48], [80, 0, 16, 48]]
+    assert "<script>" not in html.split('id="workspace"')[1].split(">")[0]  # escaped prompts
+    first = c.get(f"/s/garden/canvas.json?step={world['steps'][0][:10]}").get_json()
+    assert first["step"] == world["steps"][0] and not first["following_head"]
+    assert c.get("/s/garden/canvas.json?step=zz").status_code == 404
+    assert c.get(f"/s/garden/canvas.json?step={'0' * 64}").status_code == 404
+    assert c.get("/s/nope/canvas.json").status_code == 404
