@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (table rows and the JavaScript it runs read better on one line)
 """The workspace's canvas in a real browser: first paint, a zoom change, bytes of the first view.
 
 Two sessions in one store, served by ``exq serve`` and opened in headless Chromium:
