@@ -84,7 +84,9 @@ def test_attempt_page_and_twin(client, world) -> None:
 def test_compare_page_and_twin(client, world) -> None:
     a, b = world["side"]
     html = client.get(f"/compare?ids={a},{b}").get_data(as_text=True)
-    assert f"/-/canvas/{a}.png" in html and f"/-/diff/{a}/{b}.png" in html
+    store = world["store"]
+    for sid in (a, b):  # each step's canvas in deep zoom, from its pyramid
+        assert f"/-/pyramid/{store.step(sid).result.canvas_id}" in html
     assert client.get(f"/compare.json?ids={a},{b}").get_json()["ids"] == [a, b]
     assert client.get(f"/-/diff/{a}/{b}.png").status_code == 200
 

@@ -164,3 +164,8 @@ def diff_png(store: Store, a: Canvas, b: Canvas, a_id: str, b_id: str) -> Path:
         return imageio.encode_png(imageio.from_array(d))
 
     return _cached(store, f"diff/{a_id}-{b_id}.png", make)
+
+
+def cached_file(store: Store, name: str, make: Callable[[], bytes]) -> Path:
+    """``cache/<name>`` (or its fallback), made by ``make()`` the first time (the pyramid's)."""
+    return _cached(store, name, make)

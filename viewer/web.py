@@ -175,6 +175,9 @@ def live_url(kind: str, value: str = "", **params: Any) -> str:
     """The viewer's own URL of a page or file."""
     from flask import url_for
 
+    if kind == "pyramid":  # the folder of a canvas's tiles: <level>/<col>/<row>.png below it
+        tile = url_for("assets.pyramid_tile", canvas_id=value, level=0, col=0, row=0)
+        return tile.removesuffix("/0/0/0.png")
     routes = {
         "index": ("pages.index", {}),
         "session": ("pages.session_page", {"name": value}),
@@ -208,6 +211,8 @@ def export_path(kind: str, value: str = "", **params: Any) -> str:
         return f"objects/{value[:2]}/{value}.{params.get('ext', 'png')}"
     if kind in ("canvas", "thumb"):
         return f"{kind}/{value}.png"
+    if kind == "pyramid":
+        return f"pyramid/{value}"
     if kind == "diff":
         return f"diff/{value[:16]}-{params['b'][:16]}.png"
     raise KeyError(kind)
