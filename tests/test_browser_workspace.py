@@ -134,7 +134,7 @@ def test_extend_by_clicking_a_side_and_by_an_arrow_key(browsing: Browsing) -> No
     assert right["short"] in hover.inner_text() and "right +48" in hover.inner_text()
     assert "seed 1" in hover.inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
-    page.locator("#workspace").screenshot(path=str(ARTIFACTS / "workspace-canvas.png"))
+    page.locator("#canvas-view").screenshot(path=str(ARTIFACTS / "workspace-canvas.png"))
     page.mouse.click(x, y)
     page.wait_for_function("(s) => window.exqWorkspace.view().step === s", arg=right["step"])
     assert f"step={right['step']}" in page.url
@@ -186,7 +186,7 @@ def test_three_candidates_cycled_by_keyboard_and_one_accepted(browsing: Browsing
     page.keyboard.press("ArrowLeft")
     assert what.inner_text().startswith("candidate 3 ")
     ARTIFACTS.mkdir(exist_ok=True)
-    page.locator("#workspace").screenshot(path=str(ARTIFACTS / "workspace-staging.png"))
+    page.locator("#canvas-view").screenshot(path=str(ARTIFACTS / "workspace-staging.png"))
     # nothing moved yet: main is where it was
     assert page.evaluate("fetch('/s/ws.json').then((r) => r.json())")["branches"]["main"] == head
     with page.expect_response(lambda r: r.url.endswith("/accept")) as accepted:

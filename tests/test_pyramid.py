@@ -180,7 +180,7 @@ def test_the_canvas_view_names_its_pyramid_bands_and_selection(client) -> None:
     c, world = client
     store = world["store"]
     html = c.get("/s/garden").get_data(as_text=True)
-    assert 'id="workspace"' in html and "/-/pyramid/" in html
+    assert 'id="canvas-view"' in html and "/-/pyramid/" in html
     head = c.get("/s/garden/canvas.json").get_json()
     assert head["following_head"] and head["step"] == world["steps"][-1]
     assert head["canvas"]["tiles"] == f"/-/pyramid/{store.step(head['step']).result.canvas_id}"
@@ -190,7 +190,7 @@ def test_the_canvas_view_names_its_pyramid_bands_and_selection(client) -> None:
         (world["steps"][1], "right", 1),
     ]
     assert [b["rect"] for b in head["bands"]] == [[64, 0, 16, 48], [80, 0, 16, 48]]
-    assert "<script>" not in html.split('id="workspace"')[1].split(">")[0]  # escaped prompts
+    assert "<script>" not in html.split('id="canvas-view"')[1].split(">")[0]  # escaped prompts
     first = c.get(f"/s/garden/canvas.json?step={world['steps'][0][:10]}").get_json()
     assert first["step"] == world["steps"][0] and not first["following_head"]
     assert c.get("/s/garden/canvas.json?step=zz").status_code == 404

@@ -55,7 +55,7 @@
   };
 
   // --- the session page's canvas ---------------------------------------------------------
-  const ws = $("#workspace");
+  const ws = $("#canvas-view");
   if (ws) workspace(ws);
 
   function workspace(root) {
