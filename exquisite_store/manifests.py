@@ -7,7 +7,7 @@ canonical. New fields get defaults so older manifests still decode.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -276,7 +276,34 @@ class BackendResponse(Manifest, tag="response", kw_only=True):
     metadata: dict[str, str] = {}
 
 
-AnyManifest = Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse
+class Plan(Manifest, tag="plan", kw_only=True):
+    """Unattended growth of one branch (``exq grow``), step by step, durable across kills.
+
+    Step ``k`` calls with seed ``seed + k * SEED_STRIDE`` (its ``t``-th retry adds
+    ``t``), so running it again after a kill sends the same request: the run cache
+    answers a call that was already made. Stops after ``steps`` steps (0: no count),
+    when the canvas is at least ``until_width`` x ``until_height`` (0: no size), when
+    the plan's steps have cost ``budget_micro_usd``, or at the session's budget.
+    """
+
+    session: str
+    branch: str
+    start: str
+    created_ms: int = 0
+    steps: int = 0
+    until_width: int = 0
+    until_height: int = 0
+    directions: tuple[Direction, ...] = ("right",)
+    candidates: Annotated[int, Meta(ge=1, le=MAX_N)] = 1
+    pick: Literal["best", "first"] = "best"
+    budget_micro_usd: int | None = None
+    max_seam_permille: int | None = None
+    params: StepParams = StepParams()
+    prompt_id: str = ""
+    seed: Annotated[int, Meta(ge=0, le=MAX_SEED)] = 0
+
+
+AnyManifest = Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse | Plan
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(AnyManifest)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from exquisite_store.cli import (
+    grow_commands,
     queue_commands,
     remote_commands,
     serve_commands,
@@ -60,6 +61,7 @@ for _module in (
     serve_commands,
     remote_commands,
     queue_commands,
+    grow_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

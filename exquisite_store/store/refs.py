@@ -164,6 +164,14 @@ class Refs:
         """CAS the session manifest pointer."""
         self._cas(f"{check_name(session, 'session')}/session", old, check_id(new), message)
 
+    def create_ref(self, name: str, new: str, message: str) -> None:
+        """Create ref ``name`` (a path under the session, e.g. ``S/plans/ID``) at ``new``.
+
+        BranchMoved if it exists already.
+        """
+        check_name(name.split("/", 1)[0], "session")
+        self._cas(name, None, check_id(new), message)
+
     def reflog(self, ref: str) -> list[ReflogEntry]:
         """The reflog of a ref, oldest first (unreadable lines skipped)."""
         out = []
