@@ -28,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Strict",
         SERVE_HOST=None,  # the address `exq serve --host` bound: its name is allowed too
         SSE_MAX_STREAMS=SSE_MAX_STREAMS,
+        QUEUE_URL=None,  # redis://...: steps go to RQ workers (exq serve --queue)
     )
     if test_config:
         app.config.update(test_config)

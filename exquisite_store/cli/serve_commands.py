@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from exquisite_store.cli.helpers import open_store
+from exquisite_store.cli.helpers import QUEUE_OPTION, open_store
+from exquisite_store.core import queue
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_WORKERS = 32
@@ -21,10 +22,11 @@ MAX_WORKERS = 32
     default=2,
     show_default=True,
     type=click.IntRange(1, MAX_WORKERS),
-    help="Steps run at once.",
+    help="Steps run at once (in this process; with --queue the workers run them).",
 )
+@QUEUE_OPTION
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, workers: int, queue_url: str | None) -> None:
     """Serve the viewer for the store (loopback only unless told otherwise)."""
     from viewer import create_app
     from viewer.server import listen, make_server, url_of
@@ -37,7 +39,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
             "reach this address can read every image and start paid steps.",
             err=True,
         )
-    app = create_app({"EXQ_STORE": str(store.root), "JOB_WORKERS": workers, "SERVE_HOST": host})
+    config = {"EXQ_STORE": str(store.root), "JOB_WORKERS": workers, "SERVE_HOST": host}
+    if queue_url:
+        queue.connect(queue_url)  # an unreachable queue is one line, before anything starts
+        config["QUEUE_URL"] = queue_url
+    app = create_app(config)
     server = make_server(app, socks)
     click.echo(f"serving {store.root} at {url_of(host, port)}")
     server.run()

@@ -30,7 +30,7 @@ from typing import Any
 from exquisite_store.core.jobs import TERMINAL, committed_by, job_states
 from exquisite_store.core.remotes import open_url
 from exquisite_store.core.steps import StepRequest, grow, step_request
-from exquisite_store.errors import ExqError, TransientBackendError, UserError
+from exquisite_store.errors import Busy, Cancelled, ExqError, TransientBackendError, UserError
 from exquisite_store.manifests import Attempt
 from exquisite_store.store import Store
 
@@ -161,6 +161,10 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         return {"step_ids": done, "again": True}
     keys = _keys(payload["store"], job, session)
     store.on_event = StreamSink(conn, payload["store"])
+    if conn.exists(keys["cancel"]):  # cancelled while it waited: nothing was done
+        exc = Cancelled("cancelled before it started; nothing was done")
+        store.append_event(session, "failed", job=job, kind=exc.kind, message=exc.message)
+        return {"failed": exc.kind, "message": exc.message}
     cancel = threading.Event()
     with heartbeat(conn, keys, cancel):
         try:
@@ -196,12 +200,12 @@ def heartbeat(conn, keys: dict[str, str], cancel: threading.Event) -> Iterator[N
 
 
 def cancel(conn, store_url: str, job: str) -> None:
-    """Ask a queued job to stop: a waiting one never starts, a running one at its next phase."""
-    from rq.job import Job
+    """Ask a queued job to stop, wherever it is.
 
+    A waiting one never starts (its worker says so in the store); a running one stops
+    at its next phase (its heartbeat sees the request).
+    """
     conn.set(_keys(store_url, job)["cancel"], "1", ex=24 * 3600)
-    with contextlib.suppress(Exception):  # not (or no longer) waiting in RQ
-        Job.fetch(job, connection=conn).cancel()
 
 
 class StreamSink:
@@ -306,6 +310,42 @@ def requeue(store: Store, store_url: str, attempt_id: str, conn) -> Queued:
     payload = json.loads(raw)
     req = request_of(store, payload)
     return enqueue(store, store_url, req, conn)
+
+
+class QueueJobs:
+    """The viewer's job runner when steps go to RQ workers (``exq serve --queue``).
+
+    The same verbs as ``core.Jobs``: ``submit`` (Busy beyond ``max_waiting`` steps
+    waiting in the queue) and ``cancel``.
+    """
+
+    def __init__(self, store: Store, store_url: str, conn, max_waiting: int = 16) -> None:
+        self.store, self.store_url, self.conn = store, store_url, conn
+        self.max_waiting = max_waiting
+        store.on_event = StreamSink(conn, store_url)
+
+    def submit(self, req: StepRequest) -> str:
+        """Queue a step for a worker; returns its job id at once."""
+        from rq import Queue
+
+        waiting = Queue(queue_of(req.params.backend), connection=self.conn).count
+        if waiting >= self.max_waiting:
+            raise Busy(
+                f"{waiting} steps are waiting for a worker (at most {self.max_waiting}); "
+                "try again when one has started"
+            )
+        return enqueue(self.store, self.store_url, req, self.conn).job
+
+    def cancel(self, job: str) -> bool:
+        """Ask a queued job to stop, wherever it runs; False if this store never queued it."""
+        known = any(
+            ev.type == "queued" and ev.data.get("job") == job
+            for session in self.store.refs.sessions()
+            for ev in self.store.events(session)
+        )
+        if known:
+            cancel(self.conn, self.store_url, job)
+        return known
 
 
 def worker(conn, queues: list[str], *, burst: bool = False, name: str | None = None) -> None:
