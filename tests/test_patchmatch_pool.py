@@ -185,3 +185,17 @@ def test_a_failing_fill_is_a_permanent_error_and_the_worker_stays(pool) -> None:
     (pid,) = pool.idle_pids()
     assert len(PatchMatchBackend(pool=pool).generate(req).images) == 1
     assert pool.idle_pids() == [pid]
+
+
+def broken_warm_up() -> None:
+    """A worker's warm-up that fails, as a missing native library would."""
+    raise OSError("libpatchmatch.so: cannot open shared object file")
+
+
+def test_a_worker_that_cannot_start_gives_its_reason() -> None:
+    broken = WorkerPool("patchmatch", task="fill", warm=broken_warm_up, size=1)
+    try:
+        with pytest.raises(PermanentBackendError, match="could not start: OSError: libpatch"):
+            PatchMatchBackend(pool=broken).generate(request(rng_image(32, 48), 24, n=1))
+    finally:
+        broken.close()

@@ -27,9 +27,17 @@ POLL_S = 0.05
 
 
 def _serve(conn: Connection, warm: Callable[[], None] | None) -> None:  # pragma: no cover
-    """The worker's loop: run ``(func, args)`` jobs until the pipe closes or says stop."""
-    if warm is not None:
-        warm()
+    """The worker's loop: run ``(func, args)`` jobs until the pipe closes or says stop.
+
+    A worker whose warm-up failed answers every job with that failure (a permanent
+    error with its reason, not a worker that keeps dying).
+    """
+    broken = ""
+    try:
+        if warm is not None:
+            warm()
+    except BaseException as exc:
+        broken = f"{type(exc).__name__}: {exc}"
     while True:
         try:
             job = conn.recv()
@@ -39,6 +47,8 @@ def _serve(conn: Connection, warm: Callable[[], None] | None) -> None:  # pragma
             return
         func, args = job
         try:
+            if broken:
+                raise RuntimeError(f"the worker could not start: {broken}")
             reply = ("ok", func(*args))
         except BaseException as exc:  # report every failure to the parent
             reply = ("error", f"{type(exc).__name__}: {exc}")
