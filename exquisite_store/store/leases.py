@@ -8,7 +8,8 @@ the ``Date`` of the same answer), never this machine's, and a lease is never jud
 by a pid: its holder may be another machine.
 
 - The store lease (``writer_lock``): writers each hold a shared one
-  (``locks/store/<uuid>``, one per process, counted), gc an exclusive one. Each party
+  (``locks/store/writer-<uuid>``, one per process, counted), gc an exclusive one
+  (``locks/store/gc-<uuid>``); the kind is in the key, so one listing tells them apart. Each party
   writes its lease first and lists the others second, so of two that race, at least one
   sees the other: a writer that finds a live exclusive lease withdraws and waits; gc
   that finds any other live lease withdraws and fails (``StoreBusy``).
@@ -90,21 +91,23 @@ class Leases:
 
     # --- the store lease -----------------------------------------------------------
 
-    def live(self, prefix: str) -> list[tuple[str, dict]]:
-        """``(key, body)`` of every lease under ``prefix`` not yet stale (server time)."""
+    def live(self, prefix: str) -> list[str]:
+        """Keys of the leases under ``prefix`` not yet stale, by the server's clock."""
         items, now = self.bucket.list_with_time(prefix)
-        out = []
-        for item in items:
-            if now is not None and (now - item.modified).total_seconds() > self.timeout_s:
-                continue
-            got = self.bucket.get(item.key)
-            if got is None:
-                continue
-            try:
-                out.append((item.key, msgspec.json.decode(got[0])))
-            except msgspec.DecodeError:
-                out.append((item.key, {}))
-        return out
+        return [
+            i.key
+            for i in items
+            if now is None or (now - i.modified).total_seconds() <= self.timeout_s
+        ]
+
+    def holder(self, key: str) -> str:
+        """Who holds a lease, for an error message."""
+        got = self.bucket.get(key)
+        try:
+            b = msgspec.json.decode(got[0]) if got else {}
+        except msgspec.DecodeError:
+            b = {}
+        return f"host {b.get('host', '?')} pid {b.get('pid', '?')}"
 
     @contextlib.contextmanager
     def store_lease(self, exclusive: bool, wait_s: float = 600.0) -> Iterator[None]:
@@ -129,9 +132,9 @@ class Leases:
                 if self._shared_key is not None:
                     self._shared_count += 1
                     return
-                key = f"locks/store/{uuid.uuid4().hex}"
+                key = f"locks/store/writer-{uuid.uuid4().hex}"
                 self.bucket.put(key, lease_body("writer"), create=True)
-                gc = [k for k, b in self.live("locks/store/") if b.get("kind") == "gc"]
+                gc = self.live("locks/store/gc-")
                 if not gc:
                     self._shared_key, self._shared_count = key, 1
                     self._refresh.add(key)
@@ -151,14 +154,16 @@ class Leases:
 
     @contextlib.contextmanager
     def _exclusive_lease(self) -> Iterator[None]:
-        key = f"locks/store/{uuid.uuid4().hex}"
+        key = f"locks/store/gc-{uuid.uuid4().hex}"
         self.bucket.put(key, lease_body("gc"), create=True)
         try:
-            others = [(k, b) for k, b in self.live("locks/store/") if k != key]
+            others = [k for k in self.live("locks/store/") if k != key]
             if others:
-                k, b = others[0]
-                who = f"{b.get('kind', '?')} on host {b.get('host', '?')} pid {b.get('pid', '?')}"
-                raise StoreBusy(f"the store is in use ({who}, {k}); gc needs it to itself")
+                k = others[0]
+                raise StoreBusy(
+                    f"the store is in use ({k}, {self.holder(k)}); gc needs it to itself",
+                    lease=k,
+                )
             self._refresh.add(key)
             self._exclusive.held = True
             try:

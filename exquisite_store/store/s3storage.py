@@ -17,7 +17,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import msgspec
 
@@ -91,6 +93,11 @@ class S3Storage(BaseStorage):
             self._ext.pop(oid, None)
             raise NotFound(f"no object {oid}", id=oid)
         return ext, got[0]
+
+    def open_object(self, oid: str) -> tuple[str, BinaryIO]:
+        """The extension of an object and a file of its bytes (the viewer streams it)."""
+        ext, data = self.get_object(oid)
+        return ext, io.BytesIO(data)
 
     def touch_object(self, oid: str) -> bool:
         ext = self._ext.get(oid) or self._find(oid)
