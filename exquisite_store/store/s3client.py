@@ -69,6 +69,9 @@ class S3Bucket:
                 max_pool_connections=32,
                 retries={"max_attempts": 4, "mode": "standard"},
                 s3={"addressing_style": "path"},
+                # no CRC of every body: ids already name the content, and it costs time
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
         )
         self.client.meta.events.register("before-send.s3", self._counted)

@@ -201,6 +201,11 @@ class S3Storage(BaseStorage):
         # the entry number is the line's number: claimed by the write, no lock needed
         return self.logs.append(name, lambda n: make_line(n).rstrip(b"\n"))
 
+    def read_numbered(
+        self, name: str, after: int, number_of: Callable[[bytes], int]
+    ) -> list[bytes]:
+        return [ln for ln in self.read_log(name, after) if number_of(ln) > after]
+
     def read_log(self, name: str, after: int = 0) -> list[bytes]:
         return self.read_log_from(name, after)[0]
 

@@ -133,6 +133,16 @@ class BaseStorage:
         """The lines of a log after position ``after`` (0: all; empty if none)."""
         raise NotImplementedError
 
+    def read_numbered(
+        self, name: str, after: int, number_of: Callable[[bytes], int]
+    ) -> list[bytes]:
+        """The lines of a numbered log (``append_numbered``) whose number is above ``after``.
+
+        Here every line is read and ``number_of`` filters them; object storage reads
+        only the entries after ``after`` (its entry numbers are the lines' numbers).
+        """
+        return [ln for ln in self.read_log(name) if number_of(ln) > after]
+
     def read_log_from(self, name: str, cursor: int = 0) -> tuple[list[bytes], int]:
         """The whole lines appended to a log since ``cursor``, and the cursor after them.
 

@@ -56,6 +56,14 @@ class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
 _log_decoder = msgspec.json.Decoder(LogLine)
 
 
+def _seq_of(line: bytes) -> int:
+    """The sequence number of an event line (-1 if unreadable: such a line is skipped)."""
+    try:
+        return _log_decoder.decode(line).seq
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return -1
+
+
 class Store:
     """Objects, refs and logs of one store; every path derives from ``storage``."""
 
@@ -334,8 +342,9 @@ class Store:
 
     def events(self, session: str, after: int = 0) -> list[LogLine]:
         """Events of a session with a sequence number above ``after``."""
-        lines = self._read_log(f"sessions/{check_name(session, 'session')}/events")
-        return [e for e in lines if e.seq > after]
+        name = f"sessions/{check_name(session, 'session')}/events"
+        lines = self.storage.read_numbered(name, after, _seq_of)
+        return [e for e in self._decode(lines) if e.seq > after]
 
     def tail_events(
         self, session: str, cursor: int = 0, after: int = 0
