@@ -310,3 +310,13 @@ def test_gc_racing_writers_deletes_nothing_reachable(
     history = {sid for sid, _ in s3_store.history(s3_store.refs.head("gc", "main"))}
     assert set(committed) <= history
     print(json.dumps({"gc_runs": runs, "gc_busy": busy, "removed": removed}))
+
+
+def test_a_missing_bucket_or_store_is_one_line(seaweedfs) -> None:
+    runner = CliRunner()
+    ep = ["--s3-endpoint", seaweedfs.endpoint]
+    res = runner.invoke(cli, ["--store", "s3://no-such-bucket/x", *ep, "log", "g"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "bucket" in res.output.lower()
+    res = runner.invoke(cli, ["--store", seaweedfs.url(), *ep, "log", "g"])
+    assert res.exit_code == 1 and "no store at s3://" in res.output, res.output
