@@ -228,11 +228,13 @@ def test_two_writers_on_one_branch_exactly_one_wins(s3_store: Store) -> None:
 # --- kills and gc ----------------------------------------------------------------------
 
 
-def _spawn(store: Store, endpoint: str, report: Path, session: str) -> subprocess.Popen:
+def _spawn(
+    store: Store, endpoint: str, report: Path, session: str, *extra: str, count: int = 100000
+) -> subprocess.Popen:
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
-    cmd = [sys.executable, str(WRITER), store.location, session, "main", "100000"]
+    cmd = [sys.executable, str(WRITER), store.location, session, "main", str(count)]
     return subprocess.Popen(
-        [*cmd, "--report", str(report)],
+        [*cmd, "--report", str(report), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -320,3 +322,25 @@ def test_a_missing_bucket_or_store_is_one_line(seaweedfs) -> None:
     assert "bucket" in res.output.lower()
     res = runner.invoke(cli, ["--store", seaweedfs.url(), *ep, "log", "g"])
     assert res.exit_code == 1 and "no store at s3://" in res.output, res.output
+
+
+@pytest.mark.slow
+def test_writer_processes_racing_lose_no_update_and_log_every_move(
+    s3_store: Store, seaweedfs, tmp_path: Path
+) -> None:
+    s3_store.create_session("load", rng_image(48, 64))
+    report = tmp_path / "report"
+    procs = [
+        _spawn(s3_store, seaweedfs.endpoint, report, "load", "--mode", "cas", count=10)
+        for _ in range(4)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    moves = [tuple(ln.split()) for ln in _reported(report)]
+    assert len(moves) == 40
+    log = s3_store.refs.reflog("load/heads/main")
+    assert len(log) == 41  # the root and every move, none lost
+    assert all(a.new == b.old for a, b in zip(log, log[1:], strict=False))  # one chain
+    assert {(e.old, e.new) for e in log[1:]} == set(moves)
+    assert log[-1].new == s3_store.refs.head("load", "main")
