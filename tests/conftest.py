@@ -19,6 +19,26 @@ def pytest_terminal_summary(terminalreporter) -> None:
     figures.flush(terminalreporter.write_line)
 
 
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """One SeaweedFS (``weed mini``) for the session, on free loopback ports."""
+    from .s3_helpers import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 server in a thread, for the session."""
+    from .s3_helpers import start_moto
+
+    server = start_moto()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def clock() -> TickClock:
     return TickClock()

@@ -19,6 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(
         EXQ_STORE=os.environ.get("EXQ_STORE", ""),
+        S3_ENDPOINT=os.environ.get("AWS_ENDPOINT_URL") or None,
         SECRET_KEY=None,  # the store's viewer.secret (see use_store_secret)
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
         MAX_UPLOAD_PIXELS=40_000_000,
@@ -34,7 +35,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     if not app.config["EXQ_STORE"]:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
-    app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
+    if not str(app.config["EXQ_STORE"]).startswith("s3://"):
+        app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
     from viewer import actions, assets, jobs, live, pages, security, short_ids, web
     from viewer.contexts import PageOptions, StepsMemo
 
@@ -75,7 +77,8 @@ def use_store_secret(app: Flask) -> None:
     from exquisite_store.errors import ExqError
     from exquisite_store.store.secret_file import load_or_create_secret
 
-    if app.config["EXPORT"]:
+    if app.config["EXPORT"] or str(app.config["EXQ_STORE"]).startswith("s3://"):
+        # an export writes nothing into the store; a store on S3 has no folder for it
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         return
     try:

@@ -33,21 +33,32 @@ THUMB = (240, 160)
 UNWRITABLE = frozenset({"EROFS", "EACCES", "EPERM"})
 
 
-def fallback_dirs(root: Path) -> list[Path]:
-    """Caches outside the store for ``root``: in the user's cache folder, then in temp."""
-    key = hashlib.blake2b(str(root.resolve()).encode(), digest_size=10).hexdigest()
+def fallback_dirs(root: Path | str) -> list[Path]:
+    """Caches outside the store for ``root``: in the user's cache folder, then in temp.
+
+    ``root`` is the store's folder, or the address of a store on object storage (whose
+    derived files are always cached here).
+    """
+    name = str(root.resolve()) if isinstance(root, Path) else root
+    key = hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
     home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     user = f"exquisite-store-{os.getuid()}" if hasattr(os, "getuid") else "exquisite-store"
     return [Path(home) / "exquisite-store" / key, Path(tempfile.gettempdir()) / user / key]
 
 
-def _bases(root: Path) -> list[tuple[Path, Path]]:
+def _bases(root: Path | str) -> list[tuple[Path, Path]]:
     """Where cached files may be, as ``(folder, what its paths are named relative to)``.
 
     The store's cache first (its paths named from the store's root), then the fallbacks
     that are private.
     """
-    return [(root / "cache", root), *((b, b) for b in fallback_dirs(root) if _private(b))]
+    fallbacks = [(b, b) for b in fallback_dirs(root) if _private(b)]
+    return [(root / "cache", root), *fallbacks] if isinstance(root, Path) else fallbacks
+
+
+def _cache_root(store: Store) -> Path | str:
+    """The store's folder, or its address when it has none (object storage)."""
+    return store.root if store.root is not None else store.location
 
 
 def _private(base: Path, create: bool = False) -> bool:
@@ -76,19 +87,20 @@ def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
     Found in the store's cache or a fallback one (never through a link); made in the
     store's cache, or in the first fallback when the store's cannot be written.
     """
-    root = store.root
-    assert root is not None, "the viewer serves a store on disk"
+    root = _cache_root(store)
     for base, top in _bases(root):
         if nofollow.lstat(top, (base / name).relative_to(top).as_posix()) is not None:
             return base / name
     data = make()
-    try:
-        atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp")
-        return root / "cache" / name
-    except ArtifactWriteError as exc:
-        if exc.details.get("errno") not in UNWRITABLE:
-            raise
-        last = exc
+    last: ArtifactWriteError | None = None
+    if isinstance(root, Path):
+        try:
+            atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp")
+            return root / "cache" / name
+        except ArtifactWriteError as exc:
+            if exc.details.get("errno") not in UNWRITABLE:
+                raise
+            last = exc
     for base in fallback_dirs(root):
         if not _private(base, create=True):
             continue
@@ -97,14 +109,12 @@ def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
             return base / name
         except ArtifactWriteError as exc:
             last = exc
-    raise last
+    raise last or ArtifactWriteError(f"no private cache folder for {name}", path=name)
 
 
 def open_cached(store: Store, path: Path) -> BinaryIO:
     """Open a file ``canvas_png``/``thumb_png``/``diff_png`` returned, never through a link."""
-    root = store.root
-    assert root is not None, "the viewer serves a store on disk"
-    for base, top in _bases(root):
+    for base, top in _bases(_cache_root(store)):
         if path.is_relative_to(base):
             fd = nofollow.open_fd(top, path.relative_to(top).as_posix())
             if fd is not None:

@@ -47,6 +47,8 @@ def export_session(
     progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Write SESSION as a static site into ``out`` (see ``export_files.open_target``)."""
+    if store_root is None or str(store_root).startswith("s3://"):
+        raise UserError("exq export reads a store on disk, not yet one on object storage")
     store = Store.open(store_root)
     sess = store.session(session)
     known = store.refs.branches(session)

@@ -15,7 +15,7 @@ from exquisite_store.store import Store
 
 def init_app(app: Flask) -> None:
     """Start the worker pool and settle jobs a previous server left unfinished."""
-    store = Store.open(app.config["EXQ_STORE"])
+    store = Store.open(app.config["EXQ_STORE"], endpoint=app.config["S3_ENDPOINT"])
     app.extensions["exq_store"] = store
     try:
         core.mark_abandoned(store)

@@ -57,7 +57,9 @@ def get_store() -> Store:
     """The app's store (opened once per app)."""
     store = current_app.extensions.get("exq_store")
     if store is None:
-        store = Store.open(current_app.config["EXQ_STORE"])
+        store = Store.open(
+            current_app.config["EXQ_STORE"], endpoint=current_app.config["S3_ENDPOINT"]
+        )
         current_app.extensions["exq_store"] = store
     return store
 

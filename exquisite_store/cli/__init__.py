@@ -45,13 +45,20 @@ class ExqGroup(click.Group):
     envvar="EXQ_STORE",
     default=DEFAULT_STORE,
     show_default=True,
-    help="Store directory (or set EXQ_STORE).",
+    help="Store directory or s3://bucket/prefix (or set EXQ_STORE).",
+)
+@click.option(
+    "--s3-endpoint",
+    envvar="AWS_ENDPOINT_URL",
+    default=None,
+    help="S3 server of an s3:// store (or set AWS_ENDPOINT_URL); AWS's by default.",
 )
 @click.pass_context
-def cli(ctx: click.Context, store: str) -> None:
+def cli(ctx: click.Context, store: str, s3_endpoint: str | None) -> None:
     """exquisite-store: grow an image step by step and keep every step."""
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
+    ctx.obj["s3_endpoint"] = s3_endpoint
 
 
 for _module in (

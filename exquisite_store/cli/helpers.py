@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from exquisite_store import imageio
+from exquisite_store.errors import AlreadyExists
 from exquisite_store.ids import short
 from exquisite_store.manifests import Step
 from exquisite_store.money import format_usd
@@ -31,14 +32,25 @@ QUEUE_OPTION = click.option(
 )
 
 
-def store_path(ctx: click.Context) -> Path:
-    """The store directory named by ``--store`` / ``EXQ_STORE``."""
-    return Path(ctx.obj["store"]).absolute()
+def store_path(ctx: click.Context) -> Path | str:
+    """The store named by ``--store`` / ``EXQ_STORE``: a directory, or an ``s3://`` address."""
+    where = str(ctx.obj["store"])
+    return where if where.startswith("s3://") else Path(where).absolute()
 
 
 def open_store(ctx: click.Context, *, create: bool = False) -> Store:
     """Open the store; create it if asked (and say so)."""
     path = store_path(ctx)
+    endpoint = ctx.obj.get("s3_endpoint")
+    if isinstance(path, str):  # s3://bucket/prefix
+        if not create:
+            return Store.open(path, endpoint=endpoint)
+        try:
+            store = Store.init(path, endpoint=endpoint)
+        except AlreadyExists:
+            return Store.open(path, endpoint=endpoint)
+        click.echo(f"created store at {path}")
+        return store
     if create and not (path / "store.toml").exists():
         store = Store.init(path)
         click.echo(f"created store at {path}")

@@ -9,6 +9,7 @@ import click
 
 from exquisite_store.cli.helpers import QUEUE_OPTION, open_store
 from exquisite_store.core import queue
+from exquisite_store.errors import UserError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_WORKERS = 32
@@ -39,13 +40,18 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, queue_url: str
             "reach this address can read every image and start paid steps.",
             err=True,
         )
-    config = {"EXQ_STORE": str(store.root), "JOB_WORKERS": workers, "SERVE_HOST": host}
+    config = {
+        "EXQ_STORE": store.location,
+        "S3_ENDPOINT": ctx.obj.get("s3_endpoint"),
+        "JOB_WORKERS": workers,
+        "SERVE_HOST": host,
+    }
     if queue_url:
         queue.connect(queue_url)  # an unreachable queue is one line, before anything starts
         config["QUEUE_URL"] = queue_url
     app = create_app(config)
     server = make_server(app, socks)
-    click.echo(f"serving {store.root} at {url_of(host, port)}")
+    click.echo(f"serving {store.location} at {url_of(host, port)}")
     server.run()
 
 
@@ -89,6 +95,8 @@ def export(
     from viewer.export import count_pages, export_session
 
     store = open_store(ctx)
+    if store.root is None:
+        raise UserError("exq export reads a store on disk, not yet one on object storage")
     total = count_pages(store, session)
     with click.progressbar(
         length=total, label="rendering pages", file=sys.stderr, show_pos=True

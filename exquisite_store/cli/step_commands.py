@@ -163,13 +163,15 @@ def demo(ctx: click.Context, fixture: str) -> None:
     decision = core.accept(store, name, first_candidate[1])
     click.echo(f"accepted {short(decision.step)} on {decision.branch}")
     click.echo("")
-    write_branch_canvases(store, name, store.root / "cache" / name)
+    if store.root is not None:  # a store on S3 has no cache folder of its own
+        write_branch_canvases(store, name, store.root / "cache" / name)
+    where = store.location
     click.echo(
-        f"\nstore: {store.root}   (the root step was {short(root)})\n"
-        f"history:  exq --store {store.root} log {name}\n"
-        f"browse:   exq --store {store.root} serve   (or: make serve), then open "
+        f"\nstore: {where}   (the root step was {short(root)})\n"
+        f"history:  exq --store {where} log {name}\n"
+        f"browse:   exq --store {where} serve   (or: make serve), then open "
         f"http://127.0.0.1:5000/s/{name}\n"
-        f"share:    exq --store {store.root} export {name} {name}-site"
+        f"share:    exq --store {where} export {name} {name}-site"
     )
 
 

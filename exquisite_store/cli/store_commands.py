@@ -24,7 +24,7 @@ def init(ctx: click.Context, tile_size: int) -> None:
     """Create an empty store."""
     path = store_path(ctx)
     try:
-        Store.init(path, tile_size=tile_size)
+        Store.init(path, tile_size=tile_size, endpoint=ctx.obj.get("s3_endpoint"))
     except AlreadyExists:
         click.echo(f"store already exists at {path}")
         return

@@ -61,10 +61,11 @@ class SyncReport:
 
 
 def open_url(url: str) -> Store:
-    """The store a remote URL names: a folder (``s3://`` URLs are not served yet)."""
-    if url.startswith("s3://"):
-        raise UserError(f"{url}: an s3:// remote needs the object-storage store")
-    return Store.open(Path(url))
+    """The store a URL names: a folder, or ``s3://bucket/prefix``.
+
+    An object store's endpoint comes from ``AWS_ENDPOINT_URL``, as for the AWS tools.
+    """
+    return Store.open(url if url.startswith("s3://") else Path(url))
 
 
 def remotes(store: Store) -> dict[str, str]:

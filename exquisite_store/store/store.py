@@ -23,6 +23,7 @@ from exquisite_store.errors import (
 )
 from exquisite_store.ids import ObjectId, check_id, is_id
 from exquisite_store.manifests import Attempt, Canvas, Result, Session, Step, StepParams
+from exquisite_store.store import s3store
 from exquisite_store.store.canvas import compose_full, put_canvas
 from exquisite_store.store.files import atomic_write, ensure_dir
 from exquisite_store.store.objects import ObjectStore
@@ -60,6 +61,14 @@ class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
 _log_decoder = msgspec.json.Decoder(LogLine)
 
 
+def _seq_of(line: bytes) -> int:
+    """The sequence number of an event line (-1 if unreadable: such a line is skipped)."""
+    try:
+        return _log_decoder.decode(line).seq
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return -1
+
+
 class Store:
     """Objects, refs and logs of one store; every path derives from ``storage``."""
 
@@ -82,11 +91,21 @@ class Store:
 
     @classmethod
     def init(
-        cls, root: Path, *, tile_size: int = DEFAULT_TILE_SIZE, clock: Clock | None = None
+        cls,
+        root: Path | str,
+        *,
+        tile_size: int = DEFAULT_TILE_SIZE,
+        clock: Clock | None = None,
+        endpoint: str | None = None,
     ) -> Store:
-        """Create a store at ``root``; AlreadyExists if one is there."""
+        """Create a store at ``root`` (folder or s3:// address); AlreadyExists if one is."""
         if tile_size not in TILE_SIZES:
             raise StoreError(f"tile size must be one of {TILE_SIZES}, not {tile_size}")
+        text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
+        if s3store.is_s3(root):
+            storage = s3store.connect(str(root), endpoint)
+            s3store.write_config(storage, text)
+            return cls(storage, tile_size=tile_size, clock=clock)
         root = Path(root).absolute()
         if (root / "store.toml").exists():
             raise AlreadyExists(f"a store already exists at {root}", path=str(root))
@@ -98,26 +117,37 @@ class Store:
                 f"cannot create the store at {root}: {os.strerror(exc.errno or 0) or exc}",
                 path=str(root),
             ) from exc
-        text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
         atomic_write(root / "store.toml", text.encode(), tmp_dir=root / "tmp", exclusive=True)
         return cls(DiskStorage(root), tile_size=tile_size, clock=clock)
 
     @classmethod
-    def open(cls, root: Path, *, clock: Clock | None = None) -> Store:
-        """Open the store at ``root``; StoreError if there is none or it is newer."""
-        root = Path(root).absolute()
-        try:
-            conf = tomllib.loads((root / "store.toml").read_text())
-        except FileNotFoundError:
-            raise StoreError(f"no store at {root} (create one with `exq init`)") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{root / 'store.toml'} is damaged: {exc}") from exc
+    def open(
+        cls, root: Path | str, *, clock: Clock | None = None, endpoint: str | None = None
+    ) -> Store:
+        """Open the store at ``root`` (a folder or ``s3://bucket/prefix``).
+
+        StoreError if there is none or it is newer; on S3, ProbeFailed if the server
+        ignores the conditional writes the store relies on.
+        """
+        storage: BaseStorage
+        if s3store.is_s3(root):
+            storage = s3store.connect(str(root), endpoint)
+            conf = s3store.read_config(storage)
+        else:
+            root = Path(root).absolute()
+            storage = DiskStorage(root)
+            try:
+                conf = tomllib.loads((root / "store.toml").read_text())
+            except FileNotFoundError:
+                raise StoreError(f"no store at {root} (create one with `exq init`)") from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise StoreError(f"{root / 'store.toml'} is damaged: {exc}") from exc
         if conf.get("format_version") != FORMAT_VERSION:
             raise StoreError(f"store format {conf.get('format_version')!r} is not supported")
         tile = conf.get("tile_size")
         if tile not in TILE_SIZES:
             raise StoreError(f"store.toml has an invalid tile_size {tile!r}")
-        return cls(DiskStorage(root), tile_size=tile, clock=clock)
+        return cls(storage, tile_size=tile, clock=clock)
 
     @classmethod
     def memory(cls, *, tile_size: int = DEFAULT_TILE_SIZE, clock: Clock | None = None) -> Store:
@@ -126,8 +156,14 @@ class Store:
 
     @property
     def root(self) -> Path | None:
-        """The store directory (None for a memory store)."""
+        """The store directory (None for a memory or an object-storage store)."""
         return getattr(self.storage, "root", None)
+
+    @property
+    def location(self) -> str:
+        """Where the store is (for people and ``Store.open``): its folder or ``s3://`` address."""
+        root = self.root
+        return str(root) if root is not None else getattr(self.storage, "url", "memory")
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Held by every writer of a step; gc takes it exclusively."""
@@ -306,13 +342,18 @@ class Store:
         costs nothing, and a step has nine of them.
         """
         name = f"sessions/{check_name(session, 'session')}/events"
-        with self.storage.log_lock(name):
-            seq = self._last_seq(name) + 1
+
+        def make_line(seq: int) -> bytes:
             line = LogLine(seq=seq, time_ms=self.clock_ms(), type=type_, data=data)
-            raw = msgspec.json.encode(line)
-            self.storage.append_log(name, raw, durable=type_ != "progress")
+            made.append(msgspec.json.encode(line))  # object storage may ask again
+            return made[-1]
+
+        made: list[bytes] = []
+        seq = self.storage.append_numbered(
+            name, make_line, lambda: self._last_seq(name), durable=type_ != "progress"
+        )
         if self.on_event is not None:
-            self.on_event(session, seq, raw)
+            self.on_event(session, seq, made[-1])
         return seq
 
     def last_event_seq(self, session: str) -> int:
@@ -330,8 +371,9 @@ class Store:
 
     def events(self, session: str, after: int = 0) -> list[LogLine]:
         """Events of a session with a sequence number above ``after``."""
-        lines = self._read_log(f"sessions/{check_name(session, 'session')}/events")
-        return [e for e in lines if e.seq > after]
+        name = f"sessions/{check_name(session, 'session')}/events"
+        lines = self.storage.read_numbered(name, after, _seq_of)
+        return [e for e in self._decode(lines) if e.seq > after]
 
     def tail_events(
         self, session: str, cursor: int = 0, after: int = 0
