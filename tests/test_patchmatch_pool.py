@@ -77,6 +77,7 @@ def grow(st: Store, backend: PatchMatchBackend, branch: str, n: int = 2, **kw):
         overlap_px=4,
         seed=11,
         n=n,
+        fresh=True,  # every call fills: the run cache would answer a repeat from the store
         **kw,
     )
 
