@@ -1,9 +1,10 @@
 """Push and pull between stores: what one new step costs on a 1,000-step session.
 
-A 1,000-step session is built through the store (as bench_viewer.py does), cloned into
-a second store (the baseline: every object copied), then one step is added and pushed.
-Each figure counts the calls made to the remote's storage (each one request on an
-object store), the bytes copied and the time; the push with nothing new comes last.
+A 1,000-step session is built through the store (as bench_viewer.py does) and pushed
+to a second store (the baseline: every object copied), then one step is added and
+pushed, then nothing new is pushed. Both to a store on disk (counting the calls made
+to its storage) and to one on SeaweedFS (``weed mini`` on loopback, counting HTTP
+requests), with the bytes copied and the time.
 
 Run: ``.venv/bin/python benchmarks/bench_remotes.py [--steps 1000]``
 """
@@ -26,6 +27,7 @@ from bench_viewer import Builder, build_session  # noqa: E402
 from exquisite_store.core import remotes as rem  # noqa: E402
 from exquisite_store.store import Store  # noqa: E402
 from exquisite_store.store.storage import BaseStorage  # noqa: E402
+from tests.s3_helpers import start_seaweedfs  # noqa: E402
 
 
 class Counting(BaseStorage):
@@ -44,14 +46,40 @@ class Counting(BaseStorage):
         return attr
 
 
-def push_counted(local: Store, remote_root: Path, session: str) -> tuple[dict, float, Counter]:
-    dst = Store(Counting(Store.open(remote_root).storage))
+def push_counted(local: Store, remote: Store, session: str) -> tuple[dict, float, int, Counter]:
+    """Push ``session`` to ``remote``: what moved, seconds, requests (S3) and calls."""
+    dst = Store(Counting(remote.storage))
+    bucket = getattr(remote.storage, "bucket", None)
+    before = bucket.requests if bucket is not None else 0
     report = rem.SyncReport()
     t0 = time.perf_counter()
     rem._send(local, dst, session, None, report, None)
     seconds = time.perf_counter() - t0
     calls = dst.storage.calls
-    return {"copied": report.transfer.copied, "bytes": report.transfer.bytes}, seconds, calls
+    requests = (bucket.requests - before) if bucket is not None else sum(calls.values())
+    return (
+        {"copied": report.transfer.copied, "bytes": report.transfer.bytes},
+        seconds,
+        requests,
+        calls,
+    )
+
+
+def run(local: Store, remote: Store, kind: str, rows: list) -> dict:
+    b = Builder(local, "s", seed=len(rows) + 7)
+    full = push_counted(local, remote, "s")
+    head = local.refs.head("s", "main")
+    with local.writing():
+        b.grow("main", head, head)
+    one = push_counted(local, remote, "s")
+    none = push_counted(local, remote, "s")
+    for label, (t, sec, req, _calls) in (
+        ("first push", full),
+        ("1 new step", one),
+        ("nothing new", none),
+    ):
+        rows.append((kind, label, t["copied"], t["bytes"], req, sec))
+    return {"one": one, "none": none, "full": full}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,34 +90,25 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tmp)
         local = Store.init(base / "local")
         built = build_session(local, "s", args.steps, 50, 10, 100)
-        Store.init(base / "remote")
         print(f"built {built.steps} steps, {built.branches} branches in {built.seconds:.1f} s")
-
-        full, full_s, full_calls = push_counted(local, base / "remote", "s")
-        b = Builder(local, "s", seed=7)
-        head = local.refs.head("s", "main")
-        with local.writing():
-            b.grow("main", head, head)
-        one, one_s, one_calls = push_counted(local, base / "remote", "s")
-        _none, none_s, none_calls = push_counted(local, base / "remote", "s")
-
-        rows = [
-            ("first push (every object)", full, full_s, full_calls),
-            ("push of 1 new step", one, one_s, one_calls),
-        ]
-        print("| push | objects | bytes | remote calls | seconds |")
-        print("| --- | --- | --- | --- | --- |")
-        for label, t, s, c in rows:
-            print(f"| {label} | {t['copied']:,} | {t['bytes']:,} | {sum(c.values()):,} | {s:.3f} |")
-        print(f"| nothing new | 0 | 0 | {sum(none_calls.values())} | {none_s:.3f} |")
-        print("calls of the 1-step push:", dict(one_calls))
-        print("calls of the push with nothing new:", dict(none_calls))
-        ratio = full_s / one_s if one_s else float("inf")
+        rows: list = []
+        disk = run(local, Store.init(base / "remote"), "disk", rows)
+        server = start_seaweedfs(base / "weed")
+        try:
+            s3 = run(local, Store.init(server.url(), endpoint=server.endpoint), "SeaweedFS", rows)
+        finally:
+            server.stop()
+        print("| remote | push | objects | bytes | requests | seconds |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for kind, label, n, size, req, sec in rows:
+            print(f"| {kind} | {label} | {n:,} | {size:,} | {req:,} | {sec:.3f} |")
+        print("calls of the 1-step push to disk:", dict(disk["one"][3]))
+        one, none = s3["one"], s3["none"]
         print(
-            f"SUMMARY: push 1 new step on {built.steps} steps: {sum(one_calls.values())} remote "
-            f"calls, {one['bytes']:,} bytes, {one_s * 1000:.0f} ms ({ratio:.0f}x faster than the "
-            f"first push of {full['copied']:,} objects); nothing new: "
-            f"{sum(none_calls.values())} calls"
+            f"SUMMARY: push of 1 new step on a {built.steps}-step session to SeaweedFS: "
+            f"{one[2]} requests, {one[0]['bytes']:,} bytes, {one[1] * 1000:.0f} ms (first push "
+            f"{s3['full'][1]:.1f} s, {s3['full'][2]:,} requests); nothing new: {none[2]} "
+            f"requests; to disk: {disk['one'][1] * 1000:.0f} ms"
         )
     return 0
 
