@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from exquisite_store.cli import (
+    cluster_commands,
     grow_commands,
     queue_commands,
     remote_commands,
@@ -69,6 +70,7 @@ for _module in (
     remote_commands,
     queue_commands,
     grow_commands,
+    cluster_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
