@@ -211,6 +211,9 @@ class Step(Manifest, tag="step", kw_only=True):
     #: a root step: what the import did to the start image (rotated, converted, ...);
     #: UNSET (and so not encoded) when it did nothing, keeping such roots' ids
     import_notes: tuple[str, ...] | UnsetType = UNSET
+    #: who made it (the signed-in user, EXQ_AUTHOR, or the store's user.name); UNSET
+    #: (not encoded) when nobody said, so older steps keep their ids and read "unknown"
+    author: str | UnsetType = UNSET
 
 
 class Attempt(Manifest, tag="attempt", kw_only=True):
@@ -231,6 +234,7 @@ class Attempt(Manifest, tag="attempt", kw_only=True):
     #: a whole step that was stored but could not move its branch (BranchMoved)
     step_id: str = ""
     details: dict[str, str] = {}
+    author: str | UnsetType = UNSET
 
 
 class Session(Manifest, tag="session", kw_only=True):
@@ -301,6 +305,7 @@ class Plan(Manifest, tag="plan", kw_only=True):
     params: StepParams = StepParams()
     prompt_id: str = ""
     seed: Annotated[int, Meta(ge=0, le=MAX_SEED)] = 0
+    author: str | UnsetType = UNSET
 
 
 AnyManifest = Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse | Plan

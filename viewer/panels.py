@@ -10,6 +10,7 @@ import datetime
 from typing import Any
 
 from exquisite_store import core
+from exquisite_store.authorship import shown
 from exquisite_store.ids import short
 from exquisite_store.store import Store
 
@@ -52,6 +53,7 @@ def history_panel(store: Store, session: str) -> list[dict[str, Any]]:
                         "time_ms": m.time_ms,
                         "when": when(m.time_ms),
                         "message": m.message,
+                        "author": shown(m.author),
                     }
                     for m in h.moves[:HISTORY_SHOWN]
                 ],

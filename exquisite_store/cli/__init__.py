@@ -12,8 +12,10 @@ from typing import Any
 
 import click
 
+from exquisite_store.authorship import as_author
 from exquisite_store.cli import (
     cluster_commands,
+    config_commands,
     grow_commands,
     queue_commands,
     remote_commands,
@@ -22,7 +24,7 @@ from exquisite_store.cli import (
     step_commands,
     store_commands,
 )
-from exquisite_store.cli.helpers import DEFAULT_STORE
+from exquisite_store.cli.helpers import DEFAULT_STORE, cli_author
 from exquisite_store.errors import ExqError, StoreError, UserError
 
 
@@ -60,6 +62,7 @@ def cli(ctx: click.Context, store: str, s3_endpoint: str | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
     ctx.obj["s3_endpoint"] = s3_endpoint
+    ctx.with_resource(as_author(cli_author(ctx)))  # every record this command makes says who
 
 
 for _module in (
@@ -71,6 +74,7 @@ for _module in (
     queue_commands,
     grow_commands,
     cluster_commands,
+    config_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from exquisite_store import imageio
+from exquisite_store.authorship import shown
 from exquisite_store.errors import AlreadyExists
 from exquisite_store.ids import short
 from exquisite_store.manifests import Step
@@ -18,6 +20,7 @@ from exquisite_store.money import format_usd
 from exquisite_store.pipeline.job import StepOutcome
 from exquisite_store.pipeline.params import SPECS
 from exquisite_store.store import Store
+from exquisite_store.store.config import read_config
 
 DEFAULT_STORE = "exquisite-store"
 
@@ -36,6 +39,15 @@ def store_path(ctx: click.Context) -> Path | str:
     """The store named by ``--store`` / ``EXQ_STORE``: a directory, or an ``s3://`` address."""
     where = str(ctx.obj["store"])
     return where if where.startswith("s3://") else Path(where).absolute()
+
+
+def cli_author(ctx: click.Context) -> str:
+    """Who runs this command: ``EXQ_AUTHOR``, else the store's ``user.name``, else nobody."""
+    name = os.environ.get("EXQ_AUTHOR", "")
+    if name or ctx.obj is None or "store" not in ctx.obj:
+        return name
+    where = store_path(ctx)
+    return "" if isinstance(where, str) else read_config(where).get("user.name", "")
 
 
 def open_store(ctx: click.Context, *, create: bool = False) -> Store:
@@ -182,6 +194,7 @@ def describe_step(store: Store, step: Step) -> str:
             f"{rc.backend}{'/' + rc.model if rc.model else ''}  seed {rc.seed}"
         )
     lines = [f"    {what}", f"    canvas {r.width}x{r.height}  {short(r.canvas_id)}"]
+    lines.append(f"    by {shown(step.author)}")
     if step.import_notes:  # UNSET (falsy) unless the import changed the picture
         lines += [f"    on import: {note}" for note in step.import_notes]
     if step.recipe is not None:

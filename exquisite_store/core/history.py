@@ -19,6 +19,13 @@ class Move:
     new: str | None
     time_ms: int
     message: str
+    #: who moved it ("" on lines from before authorship was kept: shown as unknown)
+    author: str = ""
+
+
+def _moves(entries: list) -> list[Move]:
+    """A reflog's lines as moves, newest first."""
+    return [Move(e.old, e.new or None, e.time_ms, e.message, e.author) for e in reversed(entries)]
 
 
 def _ref(session: str, ref: str) -> str:
@@ -39,7 +46,7 @@ def history(store: Store, session: str, ref: str) -> list[Move]:
     entries = store.refs.reflog(_ref(session, ref))
     if not entries:
         raise NotFound(f"{ref!r} of {session!r} has no history")
-    return [Move(e.old, e.new or None, e.time_ms, e.message) for e in reversed(entries)]
+    return _moves(entries)
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def histories(store: Store, session: str) -> list[RefHistory]:
     for log in store.storage.list_logs(prefix):
         branch = log[len(prefix) :]
         entries = store.refs.reflog(log.removeprefix("refs/"))
-        moves = [Move(e.old, e.new or None, e.time_ms, e.message) for e in reversed(entries)]
+        moves = _moves(entries)
         out.append(RefHistory(f"heads/{branch}", branch, branches.get(branch), moves))
     return sorted(out, key=lambda h: (h.branch != current, h.now is None, h.branch))
 

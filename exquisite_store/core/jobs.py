@@ -9,11 +9,13 @@ attempts on that parent step. Another host's jobs are never taken for abandoned.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from exquisite_store.authorship import recorded
 from exquisite_store.core.steps import StepRequest, grow
 from exquisite_store.errors import Busy, Cancelled, ExqError, TransientBackendError
 from exquisite_store.manifests import Attempt
@@ -59,7 +61,8 @@ class Jobs:
             branch=req.target.branch,
             params=req.overrides,
         )
-        self.pool.submit(self._run, req, job)
+        # the worker thread records the submitter as the author (and what else it set)
+        self.pool.submit(contextvars.copy_context().run, self._run, req, job)
         return job
 
     def _run(self, req: StepRequest, job: str) -> None:
@@ -181,6 +184,7 @@ def mark_abandoned(store: Store) -> int:
                 continue
             exc = TransientBackendError("abandoned: the viewer stopped while this step ran")
             attempt = Attempt(
+                author=recorded(),
                 session=session,
                 parent=st.get("parent") or store.session(session).root,
                 branch=st.get("branch") or "",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from exquisite_store.authorship import recorded
 from exquisite_store.backends.base import Backend
 from exquisite_store.core.staging import accept, staged
 from exquisite_store.core.steps import StepRequest, estimate, grow, step_request
@@ -128,6 +129,7 @@ def create_plan(
         if uh > h and not {"up", "down"} & set(directions):
             raise ConfigError(f"--until {uw}x{uh} needs a taller canvas: add up or down")
     plan = Plan(
+        author=recorded(),
         session=session,
         branch=branch,
         start=start,

@@ -27,6 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from msgspec import UNSET
+
+from exquisite_store.authorship import as_author, author
 from exquisite_store.core.jobs import TERMINAL, committed_by, job_states
 from exquisite_store.core.remotes import open_url
 from exquisite_store.core.steps import StepRequest, grow, step_request
@@ -102,6 +105,7 @@ def payload_of(store_url: str, req: StepRequest, job: str) -> dict[str, Any]:
         "branch": req.branch,
         "stage": req.stage,
         "fresh": req.fresh,
+        "author": author(),
     }
 
 
@@ -168,7 +172,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     cancel = threading.Event()
     with heartbeat(conn, keys, cancel):
         try:
-            out = grow(store, request_of(store, payload), job=job, cancel=cancel)
+            with as_author(payload.get("author") or ""):
+                out = grow(store, request_of(store, payload), job=job, cancel=cancel)
         except ExqError as exc:  # recorded by the step as an attempt and a failed event
             return {"failed": exc.kind, "message": exc.message}
     return {"step_ids": out.step_ids, "attempt_ids": out.attempt_ids, "staged": out.staged}
@@ -282,6 +287,7 @@ def _abandon(store: Store, session: str, job: str, st: dict[str, Any]) -> int:
     queued = _queued(store, session, job) or {}
     exc = TransientBackendError("abandoned: the worker running this step stopped beating")
     attempt = Attempt(
+        author=(queued.get("request") or {}).get("author") or UNSET,  # whose job it was
         session=session,
         parent=st.get("parent") or store.session(session).root,
         branch=st.get("branch") or "",

@@ -6,6 +6,7 @@ import re
 
 import msgspec
 
+from exquisite_store.authorship import author
 from exquisite_store.errors import InvalidName, NotFound, UserError
 from exquisite_store.ids import check_id
 from exquisite_store.store.storage import BaseStorage
@@ -32,13 +33,14 @@ def check_name(value: str, what: str = "name") -> str:
     return value
 
 
-class ReflogEntry(msgspec.Struct, frozen=True):
-    """One line of a reflog."""
+class ReflogEntry(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One line of a reflog (``author``: who moved the ref; older lines have none)."""
 
     old: str | None
     new: str
     time_ms: int
     message: str
+    author: str = ""
 
 
 _reflog_decoder = msgspec.json.Decoder(ReflogEntry)
@@ -103,7 +105,9 @@ class Refs:
         if branch == self.current_branch(session):
             raise UserError(f"{branch!r} is HEAD's branch; point HEAD elsewhere first")
         name = self.branch_ref(session, branch)
-        entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        entry = ReflogEntry(
+            old=old, new="", time_ms=self._clock_ms(), message=message, author=author()
+        )  # type: ignore[operator]
         self.storage.delete_ref(name, check_id(old), msgspec.json.encode(entry))
 
     def staged(self, session: str) -> dict[str, str]:
@@ -143,7 +147,9 @@ class Refs:
         """Remove a staging ref; its step stays reachable through its reflog."""
         parse_staging_name(name)
         ref = f"{check_name(session, 'session')}/staging/{name}"
-        entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        entry = ReflogEntry(
+            old=old, new="", time_ms=self._clock_ms(), message=message, author=author()
+        )  # type: ignore[operator]
         self.storage.delete_ref(ref, check_id(old), msgspec.json.encode(entry))
 
     def current_branch(self, session: str) -> str:
@@ -183,5 +189,7 @@ class Refs:
         return out
 
     def _cas(self, name: str, old: str | None, new: str, message: str) -> None:
-        entry = ReflogEntry(old=old, new=new, time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        entry = ReflogEntry(
+            old=old, new=new, time_ms=self._clock_ms(), message=message, author=author()
+        )  # type: ignore[operator]
         self.storage.cas_ref(name, old, new, msgspec.json.encode(entry))

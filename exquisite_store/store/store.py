@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 
 from exquisite_store import imageio
+from exquisite_store.authorship import recorded
 from exquisite_store.errors import (
     AlreadyExists,
     ArtifactWriteError,
@@ -203,6 +204,7 @@ class Store:
                 canvas = put_canvas(self.objects, image, 0, 0, self.tile_size)
                 canvas_id = self.objects.put_json(canvas)
                 root = Step(
+                    author=recorded(),
                     session=name,
                     created_ms=now,
                     source_name=source_name,
