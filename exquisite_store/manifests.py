@@ -308,7 +308,45 @@ class Plan(Manifest, tag="plan", kw_only=True):
     author: str | UnsetType = UNSET
 
 
-AnyManifest = Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse | Plan
+class Member(Base, kw_only=True):
+    """A user of a shared viewer: a name and a role (viewer < editor < admin)."""
+
+    name: str
+    role: Literal["viewer", "editor", "admin"]
+    created_ms: int = 0
+    revoked: bool = False
+    #: the most this user may spend in one session (micro-dollars; None: no own limit)
+    budget_micro_usd: int | None = None
+
+
+class Secret(Base, kw_only=True):
+    """An API token or a share link: only its slow salted hash is kept (scrypt)."""
+
+    id: str
+    salt: str
+    hash: str
+    created_ms: int = 0
+    revoked: bool = False
+    #: a token: whose it is
+    user: str = ""
+    #: a share link: the session (and branch) it shows, read-only, until when
+    session: str = ""
+    branch: str = ""
+    expires_ms: int = 0
+    private: bool = False
+
+
+class Team(Manifest, tag="team", kw_only=True):
+    """Who may use a shared store's viewer: users, their tokens, share links."""
+
+    members: tuple[Member, ...] = ()
+    tokens: tuple[Secret, ...] = ()
+    shares: tuple[Secret, ...] = ()
+
+
+AnyManifest = (
+    Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse | Plan | Team
+)
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(AnyManifest)

@@ -30,6 +30,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SERVE_HOST=None,  # the address `exq serve --host` bound: its name is allowed too
         SSE_MAX_STREAMS=SSE_MAX_STREAMS,
         QUEUE_URL=None,  # redis://...: steps go to RQ workers (exq serve --queue)
+        AUTH_MODE=None,  # "tokens" or "proxy" (viewer/auth.py); None only on loopback
+        TRUSTED_PROXIES=(),  # addresses whose X-Forwarded-User is believed (proxy mode)
     )
     if test_config:
         app.config.update(test_config)
@@ -37,7 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     if not str(app.config["EXQ_STORE"]).startswith("s3://"):
         app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
-    from viewer import actions, assets, jobs, live, pages, security, short_ids, web
+    from viewer import actions, assets, auth, jobs, live, pages, security, short_ids, web
     from viewer.contexts import PageOptions, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
@@ -53,6 +55,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     web.init_errors(app)
     web.init_templates(app)
     security.init_app(app, app.config["SERVE_HOST"])
+    app.jinja_env.globals["show_private"] = True  # a share link's pages may say otherwise
+    if app.config["AUTH_MODE"]:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # a link from elsewhere keeps you in
+    if not app.config["EXPORT"]:
+        auth.init_app(app)  # who is asking, and may they: before any view runs
     app.before_request(web.check_csrf)
     if app.config["EXPORT"]:
         app.before_request(web.set_export_depth)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from exquisite_store import core
+from exquisite_store.authorship import shown
 from exquisite_store.errors import NotFound
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.ids import short
@@ -17,6 +18,7 @@ from exquisite_store.manifests import Canvas, Step
 from exquisite_store.money import format_usd
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import canvas_rect
+from viewer.auth import show_private
 from viewer.contexts import DEFAULT, PageOptions, branches_in_scope
 from viewer.pyramid import top_level
 from viewer.web import href
@@ -56,7 +58,8 @@ def describe(store: Store, sid: str, step: Step, parent: Canvas, canvas: Canvas)
     """What hovering a step's band shows, and where the band is."""
     r = step.recipe
     assert r is not None
-    prompt = store.objects.get_text(r.prompt_id)
+    private = show_private()  # a share link made without --private shows neither
+    prompt = store.objects.get_text(r.prompt_id) if private else ""
     cost = step.response.cost_micro_usd if step.response else 0
     return {
         "step": sid,
@@ -69,8 +72,9 @@ def describe(store: Store, sid: str, step: Step, parent: Canvas, canvas: Canvas)
         # candidate i of a step was asked with seed + i
         "seed": r.seed + (step.response.candidate if step.response else 0),
         "backend": r.backend,
-        "cost": format_usd(cost),
+        "cost": format_usd(cost) if private else "",
         "seam": step.result.scores.seam_permille,
+        "author": shown(step.author),
     }
 
 

@@ -83,6 +83,8 @@ def check_csrf() -> tuple[Any, int] | None:
     """Refuse a POST without the session's token: 400 when missing, 403 when wrong."""
     if request.method != "POST":
         return None
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        return None  # a script's own token, never sent by a browser on its own: no CSRF
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token")
     if not sent:
         return error_response(400, "missing CSRF token")

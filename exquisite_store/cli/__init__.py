@@ -23,6 +23,7 @@ from exquisite_store.cli import (
     session_commands,
     step_commands,
     store_commands,
+    team_commands,
 )
 from exquisite_store.cli.helpers import DEFAULT_STORE, cli_author
 from exquisite_store.errors import ExqError, StoreError, UserError
@@ -75,6 +76,7 @@ for _module in (
     grow_commands,
     cluster_commands,
     config_commands,
+    team_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

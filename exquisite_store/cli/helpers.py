@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -68,6 +69,19 @@ def open_store(ctx: click.Context, *, create: bool = False) -> Store:
         click.echo(f"created store at {path}")
         return store
     return Store.open(path)
+
+
+def parse_duration(text: str) -> float:
+    """A duration in seconds: days, or a number with s/m/h/d; BadParameter otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 86400)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:  # nan would make every object "old enough"
+        raise click.BadParameter(f"{text!r}: a number of days, or a number with s/m/h/d")
+    return seconds
 
 
 def when(ms: int) -> str:

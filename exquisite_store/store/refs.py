@@ -178,6 +178,10 @@ class Refs:
         check_name(name.split("/", 1)[0], "session")
         self._cas(name, None, check_id(new), message)
 
+    def update_ref(self, name: str, old: str | None, new: str, message: str) -> None:
+        """Compare-and-swap any ref from ``old`` (None: must not exist) to ``new``, logged."""
+        self._cas(name, old, check_id(new), message)
+
     def reflog(self, ref: str) -> list[ReflogEntry]:
         """The reflog of a ref, oldest first (unreadable lines skipped)."""
         out = []

@@ -62,6 +62,8 @@
     let view = JSON.parse(root.dataset.view);
     const base = root.dataset.base || "./";
     const exportMode = root.dataset.export === "yes";
+    // a viewer's role (or a share link) reads only: no sides to extend, no staging verbs
+    const readOnly = exportMode || document.body.dataset.role === "viewer";
     const hover = $("#ws-hover", root);
     const selected = $("#ws-selected", root);
     const map = makeMap($("#ws-map", root), view.canvas);
@@ -81,7 +83,7 @@
       if (old) tiles.once("load", () => map.removeLayer(old));
       if (old) setTimeout(() => map.hasLayer(old) && map.removeLayer(old), 3000);
     };
-    const describe = (b) => `${b.short} · ${b.direction} +${b.px} · seed ${b.seed} · ${b.backend} · seam ${(b.seam / 1000).toFixed(2)} · ${b.cost}${b.prompt ? ` · “${b.prompt}”` : ""}`;
+    const describe = (b) => `${b.short} · ${b.direction} +${b.px} · seed ${b.seed} · ${b.backend} · seam ${(b.seam / 1000).toFixed(2)}${b.cost ? ` · ${b.cost}` : ""} · by ${b.author}${b.prompt ? ` · “${b.prompt}”` : ""}`;
     const drawBands = (list, highlight) => {
       bandsLayer.clearLayers();
       list.forEach((b) => {
@@ -100,7 +102,7 @@
     };
     const drawSides = () => {
       sidesLayer.clearLayers();
-      if (exportMode || stage.groups.length) return;
+      if (readOnly || stage.groups.length) return;
       const c = view.canvas;
       const d = 28 / Math.pow(2, map.getZoom()); // 28 screen pixels, in plane pixels
       const sides = {
@@ -232,7 +234,7 @@
         else if (e.key === "k" || e.key === "K") decide("keep");
         else return;
         e.preventDefault();
-      } else if (ARROWS[e.key] && !exportMode) {
+      } else if (ARROWS[e.key] && !readOnly) {
         e.preventDefault();
         extend(ARROWS[e.key]);
       } else if (e.key === "b") {
