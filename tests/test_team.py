@@ -288,3 +288,25 @@ def test_users_tokens_and_links_from_the_cli(tmp_path) -> None:
     assert run("user", "revoke", "kim").exit_code == 0
     assert "revoked" in run("user", "list").output
     assert run("user", "add", "x", "--role", "root").exit_code == 2
+
+
+def test_a_users_own_budget_is_held_like_the_sessions(world, fake_openai, monkeypatch) -> None:
+    from exquisite_store import core
+    from exquisite_store.authorship import as_author
+    from exquisite_store.errors import BudgetExceeded
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-team-0123456789abcdef")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    store: Store = world["store"]
+    params = {"backend": "openai", "model": "gpt-image-2", "extension_px": 16,
+              "overlap_px": 4, "quality": "low"}  # fmt: skip
+    one = core.estimate(store, core.step_request(store, "garden", params))["estimate_micro_usd"]
+    team.set_user_budget(store, "ed", one + one // 2)  # room for one step, not two
+    with as_author("ed"):
+        core.grow(store, core.step_request(store, "garden", params))
+        with pytest.raises(BudgetExceeded, match="ed's own budget"):
+            core.grow(store, core.step_request(store, "garden", params))
+    assert len(fake_openai.calls) == 1  # refused before any call
+    with as_author("ada"):  # no limit of her own: the session has no budget either
+        core.grow(store, core.step_request(store, "garden", params))
+    assert len(fake_openai.calls) == 2

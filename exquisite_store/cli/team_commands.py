@@ -6,6 +6,7 @@ import click
 
 from exquisite_store.cli.helpers import open_store, parse_duration, when
 from exquisite_store.core import team
+from exquisite_store.core.sessions import parse_budget
 
 ROLE = click.Choice(list(team.ROLES))
 
@@ -18,10 +19,11 @@ def user() -> None:
 @user.command("add")
 @click.argument("name")
 @click.option("--role", type=ROLE, default="viewer", show_default=True)
+@click.option("--budget", default=None, metavar="USD", help="The most they spend per session.")
 @click.pass_context
-def user_add(ctx: click.Context, name: str, role: str) -> None:
+def user_add(ctx: click.Context, name: str, role: str, budget: str | None) -> None:
     """Add user NAME: viewers read, editors also run steps, admins also drop branches."""
-    team.add_user(open_store(ctx), name, role)
+    team.add_user(open_store(ctx), name, role, parse_budget(budget))
     click.echo(f"added {name} ({role}); give them a token: exq token create {name}")
 
 
@@ -35,6 +37,16 @@ def user_list(ctx: click.Context) -> None:
         click.echo(f"{m.name}\t{m.role}\tsince {when(m.created_ms)}{state}")
     if not members:
         click.echo("no users (add one with `exq user add NAME --role editor`)")
+
+
+@user.command("budget")
+@click.argument("name")
+@click.argument("usd")
+@click.pass_context
+def user_budget(ctx: click.Context, name: str, usd: str) -> None:
+    """Set the most NAME may spend in one session (``none``: only the session's budget)."""
+    team.set_user_budget(open_store(ctx), name, parse_budget(usd))
+    click.echo(f"{name} may spend {usd} per session")
 
 
 @user.command("revoke")

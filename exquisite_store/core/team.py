@@ -22,9 +22,8 @@ from exquisite_store.authorship import check_author
 from exquisite_store.errors import AlreadyExists, BranchMoved, NotFound, UserError
 from exquisite_store.manifests import Member, Secret, Team
 from exquisite_store.store import Store
-from exquisite_store.store.refs import check_name
+from exquisite_store.store.refs import TEAM_REF, check_name
 
-TEAM_REF = "_team/users"
 ROLES = ("viewer", "editor", "admin")
 #: scrypt's cost: about 30 ms a check here (a verified secret is remembered per process)
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -71,12 +70,17 @@ def _new_secret(store: Store, **fields) -> tuple[Secret, str]:
 # --- users and tokens ------------------------------------------------------------------
 
 
-def add_user(store: Store, name: str, role: str) -> Member:
-    """A new user with ``role``; AlreadyExists if the name is taken (even revoked)."""
+def add_user(store: Store, name: str, role: str, budget_micro_usd: int | None = None) -> Member:
+    """A new user with ``role`` (and a spending limit per session); AlreadyExists if taken."""
     check_author(name)
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r:.20}")
-    member = Member(name=name, role=role, created_ms=store.clock_ms())  # type: ignore[arg-type]
+    member = Member(
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        created_ms=store.clock_ms(),
+        budget_micro_usd=budget_micro_usd,
+    )
 
     def edit(t: Team) -> Team:
         if any(m.name == name for m in t.members):
@@ -96,6 +100,25 @@ def member(store: Store, name: str) -> Member | None:
     """A user who may sign in (None: unknown or revoked)."""
     found = next((m for m in team(store)[1].members if m.name == name), None)
     return None if found is None or found.revoked else found
+
+
+def set_user_budget(store: Store, name: str, budget_micro_usd: int | None) -> None:
+    """The most ``name`` may spend in one session (None: only the session's budget)."""
+
+    def edit(t: Team) -> Team:
+        if not any(m.name == name for m in t.members):
+            raise NotFound(f"no user {name!r}")
+        return msgspec.structs.replace(
+            t,
+            members=tuple(
+                msgspec.structs.replace(m, budget_micro_usd=budget_micro_usd)
+                if m.name == name
+                else m
+                for m in t.members
+            ),
+        )
+
+    _change(store, f"team: budget of {name}", edit)
 
 
 def revoke_user(store: Store, name: str) -> None:

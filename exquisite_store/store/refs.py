@@ -12,6 +12,9 @@ from exquisite_store.ids import check_id
 from exquisite_store.store.storage import BaseStorage
 
 NAME_MAX = 64
+#: the store's users, tokens and share links (``core.team``); no session can be called
+#: ``_team``, so this ref is never a session's
+TEAM_REF = "_team/users"
 #: a session or branch name; also the viewer's URL rule and its forms' ``pattern``
 #: (the ``-`` is escaped: browsers compile ``pattern`` with the ``v`` flag)
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._~\-]{0,63}"
