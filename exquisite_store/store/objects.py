@@ -57,6 +57,25 @@ def id_of_bytes(kind: str, data: bytes) -> ObjectId:
     return hash_object(kind, data)
 
 
+def kind_of_ext(ext: str) -> str:
+    """The object kind stored under a file extension (``png`` -> ``image``)."""
+    return _KIND_OF_EXT[ext]
+
+
+def verify_bytes(oid: str, kind: str, data: bytes) -> None:
+    """Rehash stored bytes of ``kind``; IntegrityError unless they are object ``oid``."""
+    try:
+        got = id_of_bytes(kind, data)
+    except ImageRejected as exc:
+        raise IntegrityError(
+            f"object {oid} is damaged: {exc.message}", expected=oid, got="undecodable"
+        ) from exc
+    if got != oid:
+        raise IntegrityError(
+            f"object {oid} is damaged: its content hashes to {got}", expected=oid, got=got
+        )
+
+
 class ObjectStore:
     """put/get/has over a storage backend, with a small cache of decoded images."""
 
@@ -139,18 +158,9 @@ class ObjectStore:
         """Kind and raw stored bytes; ``verify`` rehashes and raises IntegrityError."""
         oid = check_id(oid)
         ext, data = self.storage.get_object(oid)
-        kind = _KIND_OF_EXT[ext]
+        kind = kind_of_ext(ext)
         if verify:
-            try:
-                got = id_of_bytes(kind, data)
-            except ImageRejected as exc:
-                raise IntegrityError(
-                    f"object {oid} is damaged: {exc.message}", expected=oid, got="undecodable"
-                ) from exc
-            if got != oid:
-                raise IntegrityError(
-                    f"object {oid} is damaged: its content hashes to {got}", expected=oid, got=got
-                )
+            verify_bytes(oid, kind, data)
         return kind, data
 
     def get_image(self, oid: str, *, verify: bool = False, remember: bool = True) -> np.ndarray:
