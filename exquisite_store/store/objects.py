@@ -53,7 +53,8 @@ def image_id(arr: np.ndarray) -> ObjectId:
 def id_of_bytes(kind: str, data: bytes) -> ObjectId:
     """The id of stored bytes of ``kind`` (images are decoded to their pixels first)."""
     if kind == "image":
-        return image_id(imageio.to_array(imageio.decode(data, what="stored image")))
+        mode, width, height, raw = imageio.decode_pixels(data, what="stored image")
+        return hash_parts("image", image_canonical_header(mode, width, height), raw)
     return hash_object(kind, data)
 
 
