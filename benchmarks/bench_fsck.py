@@ -5,7 +5,8 @@ One store is built through the store's API (sessions of synthetic steps, as
 attempts; plus unreachable objects, some past the grace period and some not). Then, in
 child processes on that SAME store, ``fsck`` and ``gc --dry-run`` run with the tree of
 the baseline commit (``--baseline``, extracted with ``git archive``) and with this
-checkout, alternately, ``--reps`` times each; the best time of each is compared. Their
+checkout, alternately, ``--reps`` times each; the best time of each is compared (wall
+clock, and CPU seconds of the process with its threads, less disturbed by a busy machine). Their
 reports must agree (objects, damage, dangling, what gc would remove): faster must not
 mean finding less.
 
@@ -68,7 +69,7 @@ BUILD = textwrap.dedent(
 #: one fsck or gc --dry-run in a fresh process; a JSON line: seconds and the report
 MEASURE = textwrap.dedent(
     """
-    import json, sys, time
+    import json, resource, sys, time
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from exquisite_store.store import Store
@@ -76,6 +77,8 @@ MEASURE = textwrap.dedent(
     from exquisite_store.store.gc import gc
     what, root = sys.argv[2], Path(sys.argv[3])
     st = Store.open(root)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = use.ru_utime + use.ru_stime
     t = time.perf_counter()
     if what == "fsck":
         r = fsck(st)
@@ -86,7 +89,10 @@ MEASURE = textwrap.dedent(
         r = gc(st, dry_run=True)
         seen = {"reachable": r.reachable, "young": r.young, "removed": len(r.removed),
                 "bytes_removed": r.bytes_removed}
-    print(json.dumps({"seconds": time.perf_counter() - t, "report": seen}))
+    seconds = time.perf_counter() - t
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = use.ru_utime + use.ru_stime - cpu0
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "report": seen}))
     """
 )
 
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         objects = int(n)
         print(f"store: {objects:,} objects, {args.sessions} sessions ({built})", flush=True)
         best: dict[tuple[str, str], float] = {}
+        cpu: dict[tuple[str, str], float] = {}
         reports: dict[tuple[str, str], dict] = {}
         for rep in range(args.reps):
             for what in ("fsck", "gc"):
@@ -121,15 +128,27 @@ def main(argv: list[str] | None = None) -> int:
                     r = json.loads(run(MEASURE, tree, what, str(store)))
                     key = (what, label)
                     best[key] = min(best.get(key, float("inf")), r["seconds"])
+                    cpu[key] = min(cpu.get(key, float("inf")), r["cpu"])
                     reports[key] = r["report"]
-                    print(f"run {rep + 1}: {what:<4} {label:>6} {r['seconds']:6.2f} s", flush=True)
-    print(f"\n| {objects:,} objects | before s | now s | before / now |\n|---|---|---|---|")
+                    print(
+                        f"run {rep + 1}: {what:<4} {label:>6} {r['seconds']:6.2f} s "
+                        f"({r['cpu']:.2f} s CPU)",
+                        flush=True,
+                    )
+    print(
+        f"\n| {objects:,} objects | before s | now s | before / now | CPU s before | CPU s now "
+        "| CPU before / now |\n|---|---|---|---|---|---|---|"
+    )
     ratios = {}
     names = {"fsck": "fsck", "gc": "gc --dry-run"}
     for what in ("fsck", "gc"):
         b, n_ = best[(what, "before")], best[(what, "now")]
+        cb, cn = cpu[(what, "before")], cpu[(what, "now")]
         ratios[what] = b / max(n_, 1e-9)
-        print(f"| {names[what]} | {b:.2f} | {n_:.2f} | {ratios[what]:.1f}x |")
+        print(
+            f"| {names[what]} | {b:.2f} | {n_:.2f} | {ratios[what]:.1f}x | {cb:.2f} | {cn:.2f} "
+            f"| {cb / max(cn, 1e-9):.1f}x |"
+        )
     same = all(reports[(w, "before")] == reports[(w, "now")] for w in ("fsck", "gc"))
     for what in ("fsck", "gc"):
         print(f"{names[what]} report: {json.dumps(reports[(what, 'now')])}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exquisite_store.errors import BranchMoved, NotFound
+from exquisite_store.errors import BranchMoved, LayoutError, NotFound
 from exquisite_store.store.storage import BaseStorage, DiskStorage, MemoryStorage
 
 OID = "ab" + "0" * 62
@@ -40,6 +40,25 @@ class TestStorageContract:
         assert list(storage.list_objects("cd")) == [(OID2, "json")]
         storage.delete_object(OID)
         assert list(storage.list_objects()) == [(OID2, "json")]
+
+    def test_listing_with_sizes_and_ages(self, storage: BaseStorage) -> None:
+        """What gc takes sizes and ages from: one listing, no object read."""
+        storage.put_object(OID, "txt", b"four")
+        storage.put_object(OID2, "png", b"\x89PNG bytes")
+        infos = sorted(storage.list_object_info())
+        assert [(i.oid, i.ext, i.size) for i in infos] == [(OID, "txt", 4), (OID2, "png", 10)]
+        assert all(0 <= i.age_s < 60 for i in infos)
+        assert [i.oid for i in storage.list_object_info("cd")] == [OID2]
+
+    def test_reading_many_objects(self, storage: BaseStorage) -> None:
+        """Each listed object once, in order; one gone since the listing is a NotFound."""
+        storage.put_object(OID, "txt", b"one")
+        storage.put_object(OID2, "json", b"{}")
+        gone = "ab" + "2" * 62
+        got = list(storage.get_objects([(OID, "txt"), (gone, "txt"), (OID2, "json")]))
+        assert [(o, e) for o, e, _ in got] == [(OID, "txt"), (gone, "txt"), (OID2, "json")]
+        assert got[0][2] == b"one" and got[2][2] == b"{}"
+        assert isinstance(got[1][2], NotFound)
 
     def test_cas(self, storage: BaseStorage) -> None:
         assert storage.read_ref("s/heads/main") is None
@@ -80,6 +99,27 @@ class TestStorageContract:
             t.join()
         assert len(wins) == 1 and len(losses) == 7
         assert storage.read_ref("s/heads/main") == f"{wins[0]:02d}" + "e" * 62
+
+
+def test_reading_many_objects_refuses_a_link_and_reads_on(tmp_path: Path) -> None:
+    """A link in an object's place (planted after a listing) is a LayoutError, never
+    the file it points at; the objects after it are still read."""
+    (tmp_path / "tmp").mkdir()
+    s = DiskStorage(tmp_path)
+    s.put_object(OID, "txt", b"whole")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not the store's")
+    linked = "ab" + "3" * 62
+    (tmp_path / "objects" / "ab" / f"{linked}.txt").symlink_to(secret)
+    later = "ab" + "4" * 62
+    s.put_object(later, "txt", b"after")
+    got = list(s.get_objects([(OID, "txt"), (linked, "txt"), (later, "txt")]))
+    assert got[0][2] == b"whole" and got[2][2] == b"after"
+    assert isinstance(got[1][2], LayoutError) and "symbolic link" in got[1][2].message
+    linked_fan = tmp_path / "objects" / "cd"
+    linked_fan.symlink_to(tmp_path / "objects" / "ab")
+    ((_, _, data),) = s.get_objects([(OID2, "txt")])
+    assert isinstance(data, LayoutError)
 
 
 def test_torn_log_line_is_ignored(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -12,17 +11,6 @@ from exquisite_store.store.store import Store
 
 #: Fields holding hashes that are names, not stored objects.
 NOT_OBJECT_FIELDS = frozenset({"recipe_id", "request_id", "provider_request_id"})
-
-#: a string value that is exactly an id, in canonical JSON (no whitespace): after the
-#: ``:``, ``,`` or ``[`` that opens a value, before the ``,``, ``]`` or ``}`` that ends
-#: it. Inside a string a quote is always escaped (``\"``), so neither quote can be
-#: string content: the match is a whole string token, and a key is followed by ``:``.
-_ID_VALUE = re.compile(rb'([:,\[])"([0-9a-f]{64})"(?=[,\]}])')
-_NAME_KEYS = tuple(f'"{k}":'.encode() for k in sorted(NOT_OBJECT_FIELDS))
-#: a name field holding a list or an object: left to the full walk
-_NAME_CONTAINER = re.compile(
-    rb'[{,]"(?:' + b"|".join(k.encode() for k in sorted(NOT_OBJECT_FIELDS)) + rb')":[\[{]'
-)
 
 
 def references(obj: manifests.Manifest) -> list[str]:
@@ -36,9 +24,11 @@ def ids_in(value: Any) -> list[str]:
     A value under a key of NOT_OBJECT_FIELDS (and everything inside it) is a name, not
     a reference; dictionary keys are never references.
     """
-    out: list[str] = []
     if isinstance(value, str):
         return [value] if is_id(value) else []
+    if not isinstance(value, dict | list | tuple):
+        return []
+    out: list[str] = []
     stack = [value]
     while stack:
         v = stack.pop()
@@ -51,37 +41,6 @@ def ids_in(value: Any) -> list[str]:
             elif isinstance(x, dict | list | tuple):
                 stack.append(x)
     return out
-
-
-def ids_in_canonical(data: bytes) -> list[str] | None:
-    """``ids_in(json.decode(data))`` read from the bytes of canonical JSON, without decoding.
-
-    ``data`` must be canonical (msgspec's encoding, as every stored manifest whose id
-    checks out is): no whitespace between tokens. None when a name field holds a
-    container (the caller walks the decoded value instead).
-    """
-    if _NAME_CONTAINER.search(data):
-        return None
-    out = []
-    for m in _ID_VALUE.finditer(data):
-        colon = m.start()
-        if m.group(1) == b":" and _is_name_key(data, colon):
-            continue
-        out.append(m.group(2).decode("ascii"))
-    return out
-
-
-def _is_name_key(data: bytes, colon: int) -> bool:
-    """Whether the key ending at ``data[colon]`` is one of NOT_OBJECT_FIELDS.
-
-    The key's opening quote must follow ``{`` or ``,``: then it is no escaped quote and
-    no closing one, so the key is exactly that name.
-    """
-    for key in _NAME_KEYS:
-        start = colon + 1 - len(key)
-        if start >= 1 and data.startswith(key, start) and data[start - 1] in b"{,":
-            return True
-    return False
 
 
 def root_ids(store: Store) -> Iterator[str]:

@@ -8,6 +8,7 @@ read twice and no image is read to learn what it refers to (an image refers to n
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -18,11 +19,12 @@ from exquisite_store import manifests
 from exquisite_store.errors import ExqError, NotFound
 from exquisite_store.ids import check_id, hash_object
 from exquisite_store.store.objects import kind_of_ext, verify_bytes
-from exquisite_store.store.reach import ids_in, ids_in_canonical
+from exquisite_store.store.reach import ids_in
 from exquisite_store.store.storage import BaseStorage
 
-#: threads reading and hashing at once (zlib, Pillow's decoder and blake3 free the GIL)
-SCAN_THREADS = 1
+#: threads reading and hashing at once, one per core (reads, Pillow's decoder and
+#: blake3 free the GIL)
+SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: ids per task: each task opens the fan-out folders of its run of ids once
 CHUNK = 256
 
@@ -94,25 +96,26 @@ def _scan_chunk(
 def check_bytes(oid: str, ext: str, data: bytes, *, verify: bool) -> Scanned:
     """What stored bytes show: damage (with ``verify``), and a manifest's kind and refs.
 
-    A manifest whose id checks out is canonical JSON, so its references are read from
-    its bytes (``ids_in_canonical``); any other is decoded and walked. Without
-    ``verify`` (gc) a manifest is not decoded at all when its id checks out.
+    With ``verify`` (fsck) references are kept only of a valid manifest, as a damaged
+    one has none to check. Without it (gc) every JSON object's ids count, valid
+    manifest or not: gc may keep more, never less.
     """
     kind = kind_of_ext(ext)
+    damage = ""
     if kind != "json":
-        damage = ""
         if verify:
             try:
                 verify_bytes(oid, kind, data)
             except ExqError as exc:
                 damage = f"{oid}: {exc.message}"
         return Scanned(ext, damage, "", ())
-    whole = hash_object("json", data) == oid
-    refs = ids_in_canonical(data) if whole else None
-    if whole and not verify and refs is not None:
-        return Scanned(ext, "", "", tuple(refs))
-    damage = ""
-    if not whole:
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        value = None
+    if not verify:
+        return Scanned(ext, "", "", tuple(ids_in(value)))
+    if hash_object("json", data) != oid:
         try:
             verify_bytes(oid, kind, data)
         except ExqError as exc:
@@ -121,6 +124,4 @@ def check_bytes(oid: str, ext: str, data: bytes, *, verify: bool) -> Scanned:
         obj = manifests.decode(data)
     except ExqError as exc:
         return Scanned(ext, damage or f"{oid}: {exc.message}", "", ())
-    if refs is None:
-        refs = ids_in(msgspec.json.decode(data))
-    return Scanned(ext, damage, type(obj).__name__.lower(), tuple(refs))
+    return Scanned(ext, damage, type(obj).__name__.lower(), tuple(ids_in(value)))
