@@ -8,9 +8,11 @@ read twice and no image is read to learn what it refers to (an image refers to n
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import NamedTuple
 
 import msgspec
@@ -25,8 +27,16 @@ from exquisite_store.store.storage import BaseStorage
 #: threads reading and hashing at once, one per core (reads, Pillow's decoder and
 #: blake3 free the GIL)
 SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: worker processes decoding images, one per core: most of an image's check holds the
+#: GIL (Pillow's Python side), so threads barely overlap; forked workers do
+PROCESSES = max(1, min(4, os.cpu_count() or 1))
+#: fewer images than this are checked in this process (a fork costs more than it saves)
+PROCESS_MIN_IMAGES = 2000
 #: ids per task: each task opens the fan-out folders of its run of ids once
 CHUNK = 256
+
+#: the storage a forked worker reads through (inherited by fork, never pickled)
+_forked_storage: BaseStorage | None = None
 
 
 class Scanned(NamedTuple):
@@ -47,28 +57,76 @@ def scan(
     *,
     verify: bool,
     threads: int = SCAN_THREADS,
+    processes: int | None = None,
 ) -> dict[str, Scanned]:
-    """Read each listed ``(oid, ext)`` once; what it showed, by id (gone ones left out).
+    """Read each listed ``(oid, ext)`` once; what it showed, by id in listing order.
 
     ``verify`` rehashes every object (an image: decoded, its pixels hashed) as fsck
-    does; without it only manifests are decoded, as gc needs.
+    does; without it only manifests are decoded, as gc needs. Objects gone since the
+    listing are left out. Images are checked in ``processes`` forked workers while
+    this process checks the rest (None: PROCESSES when verifying PROCESS_MIN_IMAGES
+    images or more and this process can fork safely, having one thread; 0: none);
+    otherwise everything is checked in ``threads`` threads.
     """
-    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
-    work = functools.partial(_scan_chunk, storage, verify=verify)
-    out: dict[str, Scanned] = {}
-    if threads <= 1 or len(chunks) <= 1:
-        results: Iterator[list[tuple[str, Scanned]]] = map(work, chunks)
+    images = [i for i in items if i[1] == "png"] if verify else []
+    if processes is None:
+        many = len(images) >= PROCESS_MIN_IMAGES and PROCESSES > 1
+        processes = PROCESSES if many and _can_fork() else 0
+    if processes > 0 and images:
+        rest = [i for i in items if i[1] != "png"]
+        parts = _scan_forked(storage, images, rest, processes)
     else:
-        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="exq-scan")
-        results = pool.map(work, chunks)
+        parts = _scan_threads(storage, items, verify, threads)
+    found: dict[str, Scanned] = {}
+    for part in parts:
+        for oid, got in part:
+            found.setdefault(oid, got)  # an id listed twice (two extensions): read once
+    return {oid: found[oid] for oid, _ in items if oid in found}
+
+
+def _chunks(items: Sequence[tuple[str, str]]) -> list[Sequence[tuple[str, str]]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+def _scan_threads(
+    storage: BaseStorage, items: Sequence[tuple[str, str]], verify: bool, threads: int
+) -> list[list[tuple[str, Scanned]]]:
+    chunks = _chunks(items)
+    work = functools.partial(_scan_chunk, storage, verify=verify)
+    if threads <= 1 or len(chunks) <= 1:
+        return [work(c) for c in chunks]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="exq-scan") as pool:
+        return list(pool.map(work, chunks))
+
+
+def _can_fork() -> bool:
+    """Whether a fork is safe here: the start method exists and no other thread runs."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
+def _scan_forked(
+    storage: BaseStorage,
+    images: Sequence[tuple[str, str]],
+    rest: Sequence[tuple[str, str]],
+    processes: int,
+) -> list[list[tuple[str, Scanned]]]:
+    """Images in forked workers, the rest here meanwhile."""
+    global _forked_storage
+    _forked_storage = storage
     try:
-        for part in results:
-            for oid, found in part:
-                out.setdefault(oid, found)  # an id listed twice (two extensions): read once
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+            checked = pool.map(_forked_chunk, _chunks(images))  # submitted at once
+            parts = [_scan_chunk(storage, c, verify=True) for c in _chunks(rest)]
+            parts.extend(checked)
     finally:
-        if threads > 1 and len(chunks) > 1:
-            pool.shutdown(cancel_futures=True)
-    return out
+        _forked_storage = None
+    return parts
+
+
+def _forked_chunk(items: Sequence[tuple[str, str]]) -> list[tuple[str, Scanned]]:
+    assert _forked_storage is not None, "a scan worker runs only in a fork of scan()"
+    return _scan_chunk(_forked_storage, items, verify=True)
 
 
 def _scan_chunk(
