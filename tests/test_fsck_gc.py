@@ -344,6 +344,7 @@ sys.path.insert(0, sys.argv[1])
 from exquisite_store import imageio
 from exquisite_store.store import Store, scan
 from exquisite_store.store.fsck import fsck
+from exquisite_store.store.gc import gc
 from tests.helpers import rng_image
 from tests.test_fsck_gc import TILE, build, node_and_tile
 
@@ -357,18 +358,28 @@ gone = st.objects.put_image(rng_image(8, 8, seed=997))
 real = scan._forked_chunk
 pids = Path(sys.argv[2]) / "cache" / "pids"
 
-def forked_chunk(items):  # a worker: notes its pid; the image listed last vanishes first
+def forked_chunk(items, *, verify):  # a worker: notes its pid; one image vanishes first
     with open(pids, "a") as f:
         f.write(f"{os.getpid()}\\n")
     if any(oid == gone for oid, _ in items):
         st.storage.delete_object(gone)
-    return real(items)
+    return real(items, verify=verify)
 
 scan._forked_chunk = forked_chunk
 scan.PROCESS_MIN_IMAGES, scan.PROCESSES = 1, 2
 forked = scan._can_fork()
 rep = fsck(st)
+scan.PROCESS_MIN_MANIFESTS = 1
+pids.write_text("")
+swept = gc(st, dry_run=True)
+gc_workers = set(pids.read_text().split())
+scan.PROCESSES = 1  # no workers
+alone = gc(st, dry_run=True)
 print(json.dumps({
+    "gc_forked": bool(gc_workers - {str(os.getpid())}),
+    "gc_same": (swept.reachable, sorted(swept.removed), swept.young, swept.bytes_removed)
+    == (alone.reachable, sorted(alone.removed), alone.young, alone.bytes_removed),
+    "gc_removed": len(swept.removed),
     "forked": forked,
     "workers": sorted(set(pids.read_text().split()) - {str(os.getpid())}),
     "damaged": [d.split(":", 1)[0] for d in rep.damaged],
@@ -382,8 +393,9 @@ print(json.dumps({
 
 
 def test_images_checked_in_forked_workers_are_still_found_damaged(tmp_path: Path) -> None:
-    """A large store's images are checked in forked workers (a clean process here, so
-    the fork is safe): a damaged one is named, one gone since the listing is skipped."""
+    """A large store's images (fsck) and manifests (gc) are read in forked workers (a
+    clean process here, so the fork is safe): a damaged image is named, one gone since
+    the listing is skipped, and gc finds what it finds without workers."""
     import json
     import subprocess
     import sys
@@ -401,3 +413,4 @@ def test_images_checked_in_forked_workers_are_still_found_damaged(tmp_path: Path
     assert got["forked"] and len(got["workers"]) >= 1, got
     assert got["damaged"] == [got["tile"]]
     assert got["gone_counted"] and got["objects"] == got["listed"] and not got["missing"]
+    assert got["gc_forked"] and got["gc_same"] and got["gc_removed"] == 2

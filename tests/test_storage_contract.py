@@ -41,14 +41,15 @@ class TestStorageContract:
         storage.delete_object(OID)
         assert list(storage.list_objects()) == [(OID2, "json")]
 
-    def test_listing_with_sizes_and_ages(self, storage: BaseStorage) -> None:
-        """What gc takes sizes and ages from: one listing, no object read."""
+    def test_object_info(self, storage: BaseStorage) -> None:
+        """What gc takes sizes and ages from, without reading the object."""
         storage.put_object(OID, "txt", b"four")
         storage.put_object(OID2, "png", b"\x89PNG bytes")
-        infos = sorted(storage.list_object_info())
-        assert [(i.oid, i.ext, i.size) for i in infos] == [(OID, "txt", 4), (OID2, "png", 10)]
-        assert all(0 <= i.age_s < 60 for i in infos)
-        assert [i.oid for i in storage.list_object_info("cd")] == [OID2]
+        one, two = storage.object_info(OID), storage.object_info(OID2)
+        assert one is not None and two is not None
+        assert (one.oid, one.ext, one.size) == (OID, "txt", 4)
+        assert (two.ext, two.size) == ("png", 10) and 0 <= two.age_s < 60
+        assert storage.object_info("ef" + "0" * 62) is None
 
     def test_reading_many_objects(self, storage: BaseStorage) -> None:
         """Each listed object once, in order; one gone since the listing is a NotFound."""

@@ -1,7 +1,8 @@
 """gc: delete objects unreachable from refs, reflogs and attempt logs, past a grace period.
 
-Existence, sizes and ages come from one listing; reachability from reading the listed
-manifests once (images refer to nothing, so none is read).
+Existence comes from one listing; reachability from reading the listed manifests once
+(images refer to nothing, so none is read); an unreachable object's size and age from
+a stat, just before it is removed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from exquisite_store.errors import LayoutError, NotFound
 from exquisite_store.store.fsck import unsafe_paths
 from exquisite_store.store.reach import root_ids, walk
 from exquisite_store.store.scan import check_bytes, scan
-from exquisite_store.store.storage import ObjectInfo
 from exquisite_store.store.store import Store
 
 DEFAULT_GRACE_S = 14 * 24 * 3600
@@ -50,21 +50,21 @@ def gc(store: Store, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False)
                 "(see `exq fsck`; replace each with the file or folder it stands for)",
                 path=unsafe[0].split(":", 1)[0],
             )
-        listing: dict[str, ObjectInfo] = {}
-        for info in store.storage.list_object_info():
-            listing.setdefault(info.oid, info)  # an id under two extensions: as get_object
-        live = live_ids(store, {oid: info.ext for oid, info in listing.items()})
+        listed: dict[str, str] = {}
+        for oid, ext in store.storage.list_objects():
+            listed.setdefault(oid, ext)  # an id under two extensions: as get_object reads it
+        live = live_ids(store, listed)
         rep.reachable = len(live)
-        for oid, info in listing.items():
+        for oid in listed:
             if oid in live:
                 continue
+            info = store.storage.object_info(oid)  # a stat: size and age, never the bytes
+            if info is None:
+                continue  # gone since the listing
             if info.age_s < grace_s:
                 rep.young += 1
                 continue
             if not dry_run:
-                if store.storage.object_age_s(oid) < grace_s:  # 0.0 once it is gone
-                    rep.young += 1
-                    continue
                 store.storage.delete_object(oid)
             rep.removed.append(oid)
             rep.bytes_removed += info.size

@@ -30,8 +30,10 @@ SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: worker processes decoding images, one per core: most of an image's check holds the
 #: GIL (Pillow's Python side), so threads barely overlap; forked workers do
 PROCESSES = max(1, min(4, os.cpu_count() or 1))
-#: fewer images than this are checked in this process (a fork costs more than it saves)
+#: fewer images (fsck) or manifests (gc) than these are read in this process: a fork
+#: and the results sent back cost more than they save
 PROCESS_MIN_IMAGES = 2000
+PROCESS_MIN_MANIFESTS = 10000
 #: ids per task: each task opens the fan-out folders of its run of ids once
 CHUNK = 256
 
@@ -63,18 +65,20 @@ def scan(
 
     ``verify`` rehashes every object (an image: decoded, its pixels hashed) as fsck
     does; without it only manifests are decoded, as gc needs. Objects gone since the
-    listing are left out. Images are checked in ``processes`` forked workers while
-    this process checks the rest (None: PROCESSES when verifying PROCESS_MIN_IMAGES
-    images or more and this process can fork safely, having one thread; 0: none);
-    otherwise everything is checked in ``threads`` threads.
+    listing are left out. The costly objects (images when verifying, else manifests)
+    are read in ``processes`` forked workers while this process checks the rest
+    (None: PROCESSES when there are PROCESS_MIN_IMAGES images or PROCESS_MIN_MANIFESTS
+    manifests and this process can fork safely, having one thread; 0: none);
+    otherwise everything is read in ``threads`` threads.
     """
-    images = [i for i in items if i[1] == "png"] if verify else []
+    # the costly part: images when verifying (a decode each), else the manifests
+    heavy = [i for i in items if i[1] == "png"] if verify else list(items)
     if processes is None:
-        many = len(images) >= PROCESS_MIN_IMAGES and PROCESSES > 1
-        processes = PROCESSES if many and _can_fork() else 0
-    if processes > 0 and images:
-        rest = [i for i in items if i[1] != "png"]
-        parts = _scan_forked(storage, images, rest, processes)
+        enough = len(heavy) >= (PROCESS_MIN_IMAGES if verify else PROCESS_MIN_MANIFESTS)
+        processes = PROCESSES if enough and PROCESSES > 1 and _can_fork() else 0
+    if processes > 0 and heavy:
+        rest = [i for i in items if i[1] != "png"] if verify else []
+        parts = _scan_forked(storage, heavy, rest, processes, verify)
     else:
         parts = _scan_threads(storage, items, verify, threads)
     found: dict[str, Scanned] = {}
@@ -106,27 +110,29 @@ def _can_fork() -> bool:
 
 def _scan_forked(
     storage: BaseStorage,
-    images: Sequence[tuple[str, str]],
-    rest: Sequence[tuple[str, str]],
+    forked: Sequence[tuple[str, str]],
+    here: Sequence[tuple[str, str]],
     processes: int,
+    verify: bool,
 ) -> list[list[tuple[str, Scanned]]]:
-    """Images in forked workers, the rest here meanwhile."""
+    """``forked`` checked in forked workers, ``here`` in this process meanwhile."""
     global _forked_storage
     _forked_storage = storage
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-            checked = pool.map(_forked_chunk, _chunks(images))  # submitted at once
-            parts = [_scan_chunk(storage, c, verify=True) for c in _chunks(rest)]
+            work = functools.partial(_forked_chunk, verify=verify)
+            checked = pool.map(work, _chunks(forked))  # all submitted at once
+            parts = [_scan_chunk(storage, c, verify=verify) for c in _chunks(here)]
             parts.extend(checked)
     finally:
         _forked_storage = None
     return parts
 
 
-def _forked_chunk(items: Sequence[tuple[str, str]]) -> list[tuple[str, Scanned]]:
+def _forked_chunk(items: Sequence[tuple[str, str]], *, verify: bool) -> list[tuple[str, Scanned]]:
     assert _forked_storage is not None, "a scan worker runs only in a fork of scan()"
-    return _scan_chunk(_forked_storage, items, verify=True)
+    return _scan_chunk(_forked_storage, items, verify=verify)
 
 
 def _scan_chunk(

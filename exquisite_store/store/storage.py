@@ -55,7 +55,7 @@ def branch_moved(name: str, old: str | None, current: str | None) -> BranchMoved
 
 
 class ObjectInfo(NamedTuple):
-    """One entry of a listing with sizes: what a disk's stat or an S3 listing gives."""
+    """What a disk's stat (or an S3 HEAD) tells of an object without reading it."""
 
     oid: str
     ext: str
@@ -90,18 +90,16 @@ class BaseStorage:
         """Seconds since the object was written or last freshened."""
         raise NotImplementedError
 
-    def list_object_info(self, fan: str = "") -> Iterator[ObjectInfo]:
-        """``list_objects`` with each object's size and age (for gc, which reads no pixels).
+    def object_info(self, oid: str) -> ObjectInfo | None:
+        """An object's extension, size and age without reading it (None if absent).
 
-        This default reads every object; a backend whose listing carries sizes (a stat,
-        an S3 listing) gives them without reading.
+        This default reads the object; a backend with a stat (a disk, an S3 HEAD) does not.
         """
-        for oid, ext in self.list_objects(fan):
-            try:
-                size = len(self.get_object(oid)[1])
-            except NotFound:
-                continue
-            yield ObjectInfo(oid, ext, size, self.object_age_s(oid))
+        try:
+            ext, data = self.get_object(oid)
+        except NotFound:
+            return None
+        return ObjectInfo(oid, ext, len(data), self.object_age_s(oid))
 
     def get_objects(
         self, items: Iterable[tuple[str, str]]
@@ -259,15 +257,12 @@ class DiskStorage(BaseStorage):
         path = self._find(oid)
         return time.time() - os.lstat(path).st_mtime if path else 0.0
 
-    def list_object_info(self, fan: str = "") -> Iterator[ObjectInfo]:
-        # the same entries as list_objects, each with its lstat (never a link's target)
-        base = os.fspath(self.objects)
-        for oid, ext in self.list_objects(fan):
-            try:
-                st = os.lstat(f"{base}/{oid[:2]}/{oid}.{ext}")
-            except FileNotFoundError:
-                continue  # gone since the folder was read
-            yield ObjectInfo(oid, ext, st.st_size, time.time() - st.st_mtime)
+    def object_info(self, oid: str) -> ObjectInfo | None:
+        found = nofollow.find_first(self.root, f"objects/{oid[:2]}", _names(oid))
+        if found is None:
+            return None
+        name, st = found  # the lstat of a regular file, below no link
+        return ObjectInfo(oid, name.rpartition(".")[2], st.st_size, time.time() - st.st_mtime)
 
     def get_objects(
         self, items: Iterable[tuple[str, str]]
@@ -515,15 +510,12 @@ class MemoryStorage(BaseStorage):
     def object_age_s(self, oid: str) -> float:
         return time.time() - self._objects[oid][2] if oid in self._objects else 0.0
 
-    def list_object_info(self, fan: str = "") -> Iterator[ObjectInfo]:
-        now = time.time()
-        with self._mutex:
-            items = sorted(
-                ObjectInfo(k, v[0], len(v[1]), now - v[2])
-                for k, v in self._objects.items()
-                if k.startswith(fan)
-            )
-        yield from items
+    def object_info(self, oid: str) -> ObjectInfo | None:
+        got = self._objects.get(oid)
+        if got is None:
+            return None
+        ext, data, mtime = got
+        return ObjectInfo(oid, ext, len(data), time.time() - mtime)
 
     def delete_object(self, oid: str) -> None:
         with self._mutex:
