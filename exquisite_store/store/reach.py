@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,13 @@ from exquisite_store.store.store import Store
 
 #: Fields holding hashes that are names, not stored objects.
 NOT_OBJECT_FIELDS = frozenset({"recipe_id", "request_id", "provider_request_id"})
+
+_NAMES = b"|".join(re.escape(k.encode()) for k in sorted(NOT_OBJECT_FIELDS))
+#: In JSON without a backslash no quote is escaped, so every quote opens or closes a
+#: string: a quote, 64 hex digits and a quote are a whole string, a key if ``:`` follows.
+_ID_STRING = re.compile(rb'"([0-9a-f]{64})"(?!\s*:)')
+_NAME_VALUE = re.compile(rb'"(?:' + _NAMES + rb')"\s*:\s*"([0-9a-f]{64})"')
+_NAME_CONTAINER = re.compile(rb'"(?:' + _NAMES + rb')"\s*:\s*[\[{]')
 
 
 def references(obj: manifests.Manifest) -> list[str]:
@@ -41,6 +49,22 @@ def ids_in(value: Any) -> list[str]:
             elif isinstance(x, dict | list | tuple):
                 stack.append(x)
     return out
+
+
+def ids_in_json(data: bytes) -> list[str] | None:
+    """``ids_in`` of JSON text read from its bytes, when that is sure; else None.
+
+    Sure when the text holds no backslash (no escaped quote, so the quotes alone
+    delimit every string) and no name field holds a list or an object. Decoding and
+    walking costs several times more; the bytes of a manifest rarely hold a backslash.
+    """
+    if b"\\" in data or _NAME_CONTAINER.search(data):
+        return None
+    found = _ID_STRING.findall(data)
+    names = _NAME_VALUE.findall(data)
+    for name in names:  # one occurrence each: the same id may be a reference elsewhere
+        found.remove(name)
+    return [oid.decode("ascii") for oid in found]
 
 
 def root_ids(store: Store) -> Iterator[str]:

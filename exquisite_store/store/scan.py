@@ -21,7 +21,7 @@ from exquisite_store import manifests
 from exquisite_store.errors import ExqError, NotFound
 from exquisite_store.ids import check_id, hash_object
 from exquisite_store.store.objects import kind_of_ext, verify_bytes
-from exquisite_store.store.reach import ids_in
+from exquisite_store.store.reach import ids_in, ids_in_json
 from exquisite_store.store.storage import BaseStorage
 
 #: threads reading and hashing at once, one per core (reads, Pillow's decoder and
@@ -30,10 +30,10 @@ SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: worker processes decoding images, one per core: most of an image's check holds the
 #: GIL (Pillow's Python side), so threads barely overlap; forked workers do
 PROCESSES = max(1, min(4, os.cpu_count() or 1))
-#: fewer images (fsck) or manifests (gc) than these are read in this process: a fork
-#: and the results sent back cost more than they save
+#: fewer images than this are checked in this process (a fork costs more than it saves;
+#: for manifests it always does: sending their references back costs what reading them
+#: does)
 PROCESS_MIN_IMAGES = 2000
-PROCESS_MIN_MANIFESTS = 10000
 #: ids per task: each task opens the fan-out folders of its run of ids once
 CHUNK = 256
 
@@ -65,20 +65,18 @@ def scan(
 
     ``verify`` rehashes every object (an image: decoded, its pixels hashed) as fsck
     does; without it only manifests are decoded, as gc needs. Objects gone since the
-    listing are left out. The costly objects (images when verifying, else manifests)
-    are read in ``processes`` forked workers while this process checks the rest
-    (None: PROCESSES when there are PROCESS_MIN_IMAGES images or PROCESS_MIN_MANIFESTS
-    manifests and this process can fork safely, having one thread; 0: none);
-    otherwise everything is read in ``threads`` threads.
+    listing are left out. When verifying, images are checked in ``processes`` forked
+    workers while this process checks the rest (None: PROCESSES when there are
+    PROCESS_MIN_IMAGES images or more and this process can fork safely, having one
+    thread; 0: none); otherwise everything is read in ``threads`` threads.
     """
-    # the costly part: images when verifying (a decode each), else the manifests
-    heavy = [i for i in items if i[1] == "png"] if verify else list(items)
+    images = [i for i in items if i[1] == "png"] if verify else []
     if processes is None:
-        enough = len(heavy) >= (PROCESS_MIN_IMAGES if verify else PROCESS_MIN_MANIFESTS)
-        processes = PROCESSES if enough and PROCESSES > 1 and _can_fork() else 0
-    if processes > 0 and heavy:
-        rest = [i for i in items if i[1] != "png"] if verify else []
-        parts = _scan_forked(storage, heavy, rest, processes, verify)
+        many = len(images) >= PROCESS_MIN_IMAGES and PROCESSES > 1
+        processes = PROCESSES if many and _can_fork() else 0
+    if processes > 0 and images:
+        rest = [i for i in items if i[1] != "png"]
+        parts = _scan_forked(storage, images, rest, processes, verify)
     else:
         parts = _scan_threads(storage, items, verify, threads)
     found: dict[str, Scanned] = {}
@@ -162,7 +160,8 @@ def check_bytes(oid: str, ext: str, data: bytes, *, verify: bool) -> Scanned:
 
     With ``verify`` (fsck) references are kept only of a valid manifest, as a damaged
     one has none to check. Without it (gc) every JSON object's ids count, valid
-    manifest or not: gc may keep more, never less.
+    manifest or not: gc may keep more, never less. References are read from the bytes
+    when that is sure (``ids_in_json``), else from the decoded value.
     """
     kind = kind_of_ext(ext)
     damage = ""
@@ -173,12 +172,9 @@ def check_bytes(oid: str, ext: str, data: bytes, *, verify: bool) -> Scanned:
             except ExqError as exc:
                 damage = f"{oid}: {exc.message}"
         return Scanned(ext, damage, "", ())
-    try:
-        value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        value = None
+    refs = ids_in_json(data)
     if not verify:
-        return Scanned(ext, "", "", tuple(ids_in(value)))
+        return Scanned(ext, "", "", tuple(refs if refs is not None else _ids_decoded(data)))
     if hash_object("json", data) != oid:
         try:
             verify_bytes(oid, kind, data)
@@ -188,4 +184,13 @@ def check_bytes(oid: str, ext: str, data: bytes, *, verify: bool) -> Scanned:
         obj = manifests.decode(data)
     except ExqError as exc:
         return Scanned(ext, damage or f"{oid}: {exc.message}", "", ())
-    return Scanned(ext, damage, type(obj).__name__.lower(), tuple(ids_in(value)))
+    if refs is None:
+        refs = _ids_decoded(data)
+    return Scanned(ext, damage, type(obj).__name__.lower(), tuple(refs))
+
+
+def _ids_decoded(data: bytes) -> list[str]:
+    try:
+        return ids_in(msgspec.json.decode(data))
+    except msgspec.DecodeError:
+        return []
