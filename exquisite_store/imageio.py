@@ -68,6 +68,22 @@ def probe(data: bytes, *, what: str = "image") -> tuple[str, int, int]:
         raise ImageRejected(f"{what} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
+#: modes whose raw bytes (``tobytes``) are laid out as ``to_array`` lays them out
+_RAW_AS_ARRAY = ("L", "LA", "RGB", "RGBA")
+
+
+def decode_pixels(data: bytes, *, what: str = "image") -> tuple[str, int, int, bytes]:
+    """``(mode, width, height, raw bytes)`` of encoded pixels, as ``to_array`` holds them.
+
+    For hashing a stored image without building an array; ImageRejected as ``decode``.
+    """
+    img = decode(data, what=what)
+    if img.mode in _RAW_AS_ARRAY:
+        return img.mode, img.width, img.height, img.tobytes()
+    arr = to_array(img)
+    return mode_of(arr), arr.shape[1], arr.shape[0], arr.tobytes()
+
+
 def normalize_mode(img: Image.Image) -> Image.Image:
     """Bring an image to a canvas mode: RGBA when it carries alpha, else RGB."""
     if img.mode in CANVAS_MODES:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exquisite_store.errors import BranchMoved, NotFound
+from exquisite_store.errors import BranchMoved, LayoutError, NotFound
 from exquisite_store.store.storage import BaseStorage, DiskStorage, MemoryStorage
 
 OID = "ab" + "0" * 62
@@ -43,6 +43,26 @@ class TestStorageContract:
         assert list(storage.list_objects("cd")) == [(OID2, "json")]
         storage.delete_object(OID)
         assert list(storage.list_objects()) == [(OID2, "json")]
+
+    def test_object_info(self, storage: BaseStorage) -> None:
+        """What gc takes sizes and ages from, without reading the object."""
+        storage.put_object(OID, "txt", b"four")
+        storage.put_object(OID2, "png", b"\x89PNG bytes")
+        one, two = storage.object_info(OID), storage.object_info(OID2)
+        assert one is not None and two is not None
+        assert (one.oid, one.ext, one.size) == (OID, "txt", 4)
+        assert (two.ext, two.size) == ("png", 10) and 0 <= two.age_s < 60
+        assert storage.object_info("ef" + "0" * 62) is None
+
+    def test_reading_many_objects(self, storage: BaseStorage) -> None:
+        """Each listed object once, in order; one gone since the listing is a NotFound."""
+        storage.put_object(OID, "txt", b"one")
+        storage.put_object(OID2, "json", b"{}")
+        gone = "ab" + "2" * 62
+        got = list(storage.get_objects([(OID, "txt"), (gone, "txt"), (OID2, "json")]))
+        assert [(o, e) for o, e, _ in got] == [(OID, "txt"), (gone, "txt"), (OID2, "json")]
+        assert got[0][2] == b"one" and got[2][2] == b"{}"
+        assert isinstance(got[1][2], NotFound)
 
     def test_cas(self, storage: BaseStorage) -> None:
         assert storage.read_ref("s/heads/main") is None
@@ -181,6 +201,27 @@ class TestLocksContract:
         with storage.writer_lock(exclusive=True):
             storage.delete_object(OID)
         assert not storage.has_object(OID)
+
+
+def test_reading_many_objects_refuses_a_link_and_reads_on(tmp_path: Path) -> None:
+    """A link in an object's place (planted after a listing) is a LayoutError, never
+    the file it points at; the objects after it are still read."""
+    (tmp_path / "tmp").mkdir()
+    s = DiskStorage(tmp_path)
+    s.put_object(OID, "txt", b"whole")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not the store's")
+    linked = "ab" + "3" * 62
+    (tmp_path / "objects" / "ab" / f"{linked}.txt").symlink_to(secret)
+    later = "ab" + "4" * 62
+    s.put_object(later, "txt", b"after")
+    got = list(s.get_objects([(OID, "txt"), (linked, "txt"), (later, "txt")]))
+    assert got[0][2] == b"whole" and got[2][2] == b"after"
+    assert isinstance(got[1][2], LayoutError) and "symbolic link" in got[1][2].message
+    linked_fan = tmp_path / "objects" / "cd"
+    linked_fan.symlink_to(tmp_path / "objects" / "ab")
+    ((_, _, data),) = s.get_objects([(OID2, "txt")])
+    assert isinstance(data, LayoutError)
 
 
 def test_torn_log_line_is_ignored(tmp_path: Path) -> None:

@@ -1,4 +1,8 @@
-"""fsck: rehash every object, check every reference, ref and path; report, never repair."""
+"""fsck: rehash every object, check every reference, ref and path; report, never repair.
+
+Each object is read once (``scan``): hashed (an image decoded), and a manifest's
+references kept; reachability is then walked in memory over that one listing.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from exquisite_store.errors import ExqError, LayoutError, NotFound
 from exquisite_store.ids import is_id
 from exquisite_store.store import nofollow
 from exquisite_store.store.files import holder_state, read_lock_holder
-from exquisite_store.store.reach import reachable, root_ids
+from exquisite_store.store.reach import root_ids, walk
+from exquisite_store.store.scan import Scanned, check_bytes, scan
 from exquisite_store.store.store import Store
 
 #: the folders whose every entry fsck checks for links and other non-files
@@ -58,32 +63,36 @@ def fsck(store: Store) -> FsckReport:
 
 def _check(store: Store) -> FsckReport:
     rep = FsckReport(unsafe=unsafe_paths(store))
-    all_ids: set[str] = set()
-    for oid, _ext in store.storage.list_objects():
-        try:
-            kind, data = store.objects.get_bytes(oid, verify=True)
-            if kind == "json":
-                manifests.decode(data)
-        except NotFound:
-            continue  # removed since the listing (gc cannot run now; another tool did)
-        except ExqError as exc:
-            rep.damaged.append(f"{oid}: {exc.message}")
-        rep.objects += 1
-        all_ids.add(oid)
-    damaged_ids = {d.split(":", 1)[0] for d in rep.damaged}
+    listing = list(store.storage.list_objects())
+    found = scan(store.storage, listing, verify=True)
+    rep.objects = len(found)
+    rep.damaged = [s.damage for s in found.values() if s.damage]
+    damaged_ids = {oid for oid, s in found.items() if s.damage}
     if store.root is not None:
         rep.bad_refs += [f"{r}: a directory where a ref belongs" for r in ref_dirs(store.root)]
     for name in store.storage.list_refs():
         try:
-            problem = _check_ref(store, name, all_ids, damaged_ids)
+            problem = _check_ref(store, name, found, damaged_ids)
         except LayoutError as exc:
             problem = exc.message
         if problem:
             rep.bad_refs.append(f"{name}: {problem}")
-    live, missing = reachable(store, list(root_ids(store)))
-    # a reference is missing only if it still is (recheck: the listing is a moment old)
-    rep.missing = [(p, oid) for p, oid in missing if not _present(store, oid)]
-    rep.dangling = sorted(all_ids - live)
+    newer: dict[str, Scanned] = {}
+
+    def recheck(oid: str) -> str | None:
+        """An object written since the listing is read now; None if it is not stored."""
+        if oid not in newer:
+            got = _read_newer(store, oid)
+            if got is None:
+                return None
+            newer[oid] = got
+        return newer[oid].ext
+
+    def links(oid: str) -> tuple[str, ...]:
+        return (found.get(oid) or newer[oid]).refs
+
+    live, rep.missing = walk(root_ids(store), {o: s.ext for o, s in found.items()}, links, recheck)
+    rep.dangling = sorted(set(found) - live)
     root = store.root
     if root is not None:
         for lock in store.storage.list_locks():
@@ -93,14 +102,16 @@ def _check(store: Store) -> FsckReport:
     return rep
 
 
-def _present(store: Store, oid: str) -> bool:
+def _read_newer(store: Store, oid: str) -> Scanned | None:
+    """An object absent from the listing, read (not verified: it is newer than the check)."""
     try:
-        return store.storage.has_object(oid)
-    except LayoutError:
-        return False
+        ext, data = store.storage.get_object(oid)
+    except (NotFound, LayoutError):  # a link in its place is no object (fsck names it)
+        return None
+    return check_bytes(oid, ext, data, verify=False)
 
 
-def _check_ref(store: Store, name: str, all_ids: set[str], damaged_ids: set[str]) -> str:
+def _check_ref(store: Store, name: str, found: dict[str, Scanned], damaged_ids: set[str]) -> str:
     """What is wrong with one ref ("" if nothing)."""
     value = store.storage.read_ref(name) or ""
     want = "step" if "/heads/" in name else "session" if name.endswith("/session") else None
@@ -112,16 +123,18 @@ def _check_ref(store: Store, name: str, all_ids: set[str], damaged_ids: set[str]
         return ""
     # a step committed while we rehashed is newer than our listing, not missing
     newer = is_id(value) and store.storage.has_object(value)
-    if value not in all_ids and not newer:
+    if value not in found and not newer:
         return f"points at {value[:80]!r}, which is not a stored object"
     if value in damaged_ids:
         return ""
-    try:
-        obj = manifests.decode(store.storage.get_object(value)[1])
-    except ExqError:
-        return f"points at {value[:12]}, which is not a manifest"
-    if type(obj).__name__.lower() != want:
-        return f"points at a {type(obj).__name__.lower()}, not a {want}"
+    kind = found[value].kind if value in found else ""
+    if not kind:  # not a manifest, or written since the listing: read it
+        try:
+            kind = type(manifests.decode(store.storage.get_object(value)[1])).__name__.lower()
+        except ExqError:
+            return f"points at {value[:12]}, which is not a manifest"
+    if kind != want:
+        return f"points at a {kind}, not a {want}"
     return ""
 
 

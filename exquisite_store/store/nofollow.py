@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from exquisite_store.errors import LayoutError
@@ -87,6 +87,75 @@ def _open_at(dir_fd: int, name: str, flags: int, rel: list[str]) -> int | None:
         if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
             raise
         raise layout_error("/".join(rel), os.lstat(name, dir_fd=dir_fd).st_mode) from None
+
+
+def read_many(
+    root: Path, items: Iterable[tuple[str, str]]
+) -> Iterator[tuple[str, str, bytes | LayoutError | None]]:
+    """``(folder, name, bytes)`` of each regular file ``root/folder/name``, in order.
+
+    For reading many files of few folders: each folder is walked (``O_NOFOLLOW``) once
+    while the names that follow it are in it, then every file is opened relative to it.
+    The bytes are None for a file (or folder) that is absent, and the LayoutError that
+    ``open_fd`` would raise for a link or a wrong type (the next items are still read).
+    """
+    folder_fd: int | None = None
+    current: str | None = None
+    try:
+        for folder, name in items:
+            if folder != current:
+                if folder_fd is not None:
+                    os.close(folder_fd)
+                    folder_fd = None
+                current = folder
+                try:
+                    folder_fd = _open_folder(root, folder)
+                except LayoutError as exc:
+                    folder_fd, current = None, None
+                    yield folder, name, exc
+                    continue
+            if folder_fd is None:
+                yield folder, name, None
+                continue
+            yield folder, name, _read_at(folder_fd, folder, name)
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+
+
+def _open_folder(root: Path, folder: str) -> int | None:
+    """A descriptor of the real directory ``root/folder`` (None if absent); LayoutError."""
+    fd = os.open(root, _DIR)
+    parts = folder.split("/") if folder else []
+    for i, part in enumerate(parts):
+        try:
+            nxt = _open_at(fd, part, _DIR | os.O_NOFOLLOW, parts[: i + 1])
+        finally:
+            os.close(fd)
+        if nxt is None:
+            return None
+        fd = nxt
+    return fd
+
+
+def _read_at(folder_fd: int, folder: str, name: str) -> bytes | LayoutError | None:
+    rel = f"{folder}/{name}" if folder else name
+    try:
+        fd = _open_at(folder_fd, name, _FILE, rel.split("/"))
+    except LayoutError as exc:
+        return exc
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return layout_error(rel, st.st_mode)
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size, 1 << 16)):
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def read_bytes(root: Path, rel: str) -> bytes | None:
@@ -179,20 +248,33 @@ def _walk(base: Path, rel: str) -> Iterator[str]:
 def find_unsafe(root: Path, subdirs: tuple[str, ...]) -> list[tuple[str, str]]:
     """``(store-relative path, what it is)`` of every link or non-regular file in ``subdirs``."""
     out = []
-    stack = list(subdirs)
-    while stack:
-        rel = stack.pop()
+    for sub in subdirs:
         try:
-            st = os.lstat(root / rel)
+            st = os.lstat(root / sub)
         except FileNotFoundError:
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
+                out.append((sub, _unsafe_kind(st.st_mode)))
+            continue
+        stack = [sub]
+        while stack:  # the directory entries' types come with the listing: no stat each
+            rel = stack.pop()
             try:
-                names = os.listdir(root / rel)
+                entries = list(os.scandir(root / rel))
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            stack.extend(f"{rel}/{n}" for n in names)
-        elif not stat.S_ISREG(st.st_mode):
-            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-            out.append((rel, what))
+            for entry in entries:
+                name = f"{rel}/{entry.name}"
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(name)
+                    elif not entry.is_file(follow_symlinks=False):
+                        out.append((name, _unsafe_kind(entry.stat(follow_symlinks=False).st_mode)))
+                except FileNotFoundError:
+                    continue
     return sorted(out)
+
+
+def _unsafe_kind(mode: int) -> str:
+    return "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"

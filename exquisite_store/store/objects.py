@@ -53,8 +53,28 @@ def image_id(arr: np.ndarray) -> ObjectId:
 def id_of_bytes(kind: str, data: bytes) -> ObjectId:
     """The id of stored bytes of ``kind`` (images are decoded to their pixels first)."""
     if kind == "image":
-        return image_id(imageio.to_array(imageio.decode(data, what="stored image")))
+        mode, width, height, raw = imageio.decode_pixels(data, what="stored image")
+        return hash_parts("image", image_canonical_header(mode, width, height), raw)
     return hash_object(kind, data)
+
+
+def kind_of_ext(ext: str) -> str:
+    """The object kind stored under a file extension (``png`` -> ``image``)."""
+    return _KIND_OF_EXT[ext]
+
+
+def verify_bytes(oid: str, kind: str, data: bytes) -> None:
+    """Rehash stored bytes of ``kind``; IntegrityError unless they are object ``oid``."""
+    try:
+        got = id_of_bytes(kind, data)
+    except ImageRejected as exc:
+        raise IntegrityError(
+            f"object {oid} is damaged: {exc.message}", expected=oid, got="undecodable"
+        ) from exc
+    if got != oid:
+        raise IntegrityError(
+            f"object {oid} is damaged: its content hashes to {got}", expected=oid, got=got
+        )
 
 
 class ObjectStore:
@@ -139,18 +159,9 @@ class ObjectStore:
         """Kind and raw stored bytes; ``verify`` rehashes and raises IntegrityError."""
         oid = check_id(oid)
         ext, data = self.storage.get_object(oid)
-        kind = _KIND_OF_EXT[ext]
+        kind = kind_of_ext(ext)
         if verify:
-            try:
-                got = id_of_bytes(kind, data)
-            except ImageRejected as exc:
-                raise IntegrityError(
-                    f"object {oid} is damaged: {exc.message}", expected=oid, got="undecodable"
-                ) from exc
-            if got != oid:
-                raise IntegrityError(
-                    f"object {oid} is damaged: its content hashes to {got}", expected=oid, got=got
-                )
+            verify_bytes(oid, kind, data)
         return kind, data
 
     def get_image(self, oid: str, *, verify: bool = False, remember: bool = True) -> np.ndarray:

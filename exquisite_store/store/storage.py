@@ -12,13 +12,19 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import msgspec
 
-from exquisite_store.errors import ArtifactWriteError, BranchMoved, LayoutError, NotFound
+from exquisite_store.errors import (
+    ArtifactWriteError,
+    BranchMoved,
+    ExqError,
+    LayoutError,
+    NotFound,
+)
 from exquisite_store.store import nofollow
 from exquisite_store.store.files import (
     LockFile,
@@ -48,6 +54,15 @@ def branch_moved(name: str, old: str | None, current: str | None) -> BranchMoved
     )
 
 
+class ObjectInfo(NamedTuple):
+    """What a disk's stat (or an S3 HEAD) tells of an object without reading it."""
+
+    oid: str
+    ext: str
+    size: int
+    age_s: float
+
+
 class BaseStorage:
     """The verbs the store needs; names are already validated by the caller."""
 
@@ -74,6 +89,34 @@ class BaseStorage:
     def object_age_s(self, oid: str) -> float:
         """Seconds since the object was written or last freshened."""
         raise NotImplementedError
+
+    def object_info(self, oid: str) -> ObjectInfo | None:
+        """An object's extension, size and age without reading it (None if absent).
+
+        This default reads the object; a backend with a stat (a disk, an S3 HEAD) does not.
+        """
+        try:
+            ext, data = self.get_object(oid)
+        except NotFound:
+            return None
+        return ObjectInfo(oid, ext, len(data), self.object_age_s(oid))
+
+    def get_objects(
+        self, items: Iterable[tuple[str, str]]
+    ) -> Iterator[tuple[str, str, bytes | ExqError]]:
+        """``(oid, ext, bytes)`` of listed objects, in order, each read once.
+
+        For reading many objects (fsck, gc): the disk opens each fan-out folder once
+        for the run of ids in it. In place of the bytes: NotFound for an object gone
+        since the listing, LayoutError for a link or non-file where it belongs.
+        """
+        for oid, ext in items:
+            try:
+                got, data = self.get_object(oid)
+            except (NotFound, LayoutError) as exc:
+                yield oid, ext, exc
+                continue
+            yield oid, got, data
 
     def delete_object(self, oid: str) -> None:
         """Remove an object (gc only)."""
@@ -244,6 +287,23 @@ class DiskStorage(BaseStorage):
     def object_age_s(self, oid: str) -> float:
         path = self._find(oid)
         return time.time() - os.lstat(path).st_mtime if path else 0.0
+
+    def object_info(self, oid: str) -> ObjectInfo | None:
+        found = nofollow.find_first(self.root, f"objects/{oid[:2]}", _names(oid))
+        if found is None:
+            return None
+        name, st = found  # the lstat of a regular file, below no link
+        return ObjectInfo(oid, name.rpartition(".")[2], st.st_size, time.time() - st.st_mtime)
+
+    def get_objects(
+        self, items: Iterable[tuple[str, str]]
+    ) -> Iterator[tuple[str, str, bytes | ExqError]]:
+        pairs = ((f"objects/{oid[:2]}", f"{oid}.{ext}") for oid, ext in items)
+        for _folder, name, data in nofollow.read_many(self.root, pairs):
+            oid, _, ext = name.rpartition(".")
+            if data is None:
+                data = NotFound(f"no object {oid}", id=oid)
+            yield oid, ext, data
 
     def delete_object(self, oid: str) -> None:
         path = self._find(oid)
@@ -484,6 +544,13 @@ class MemoryStorage(BaseStorage):
 
     def object_age_s(self, oid: str) -> float:
         return time.time() - self._objects[oid][2] if oid in self._objects else 0.0
+
+    def object_info(self, oid: str) -> ObjectInfo | None:
+        got = self._objects.get(oid)
+        if got is None:
+            return None
+        ext, data, mtime = got
+        return ObjectInfo(oid, ext, len(data), time.time() - mtime)
 
     def delete_object(self, oid: str) -> None:
         with self._mutex:
