@@ -41,8 +41,8 @@ def conn(redis_url):
     return c
 
 
-def exq(store: Store, *args: str):
-    return CliRunner().invoke(cli, ["--store", str(store.root), *args])
+def exq(store: Store, *args: str, author: str = ""):
+    return CliRunner().invoke(cli, ["--store", str(store.root), *args], env={"EXQ_AUTHOR": author})
 
 
 def run_worker(url: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
@@ -57,7 +57,7 @@ def run_worker(url: str, *extra: str, env: dict | None = None) -> subprocess.Pop
 
 def test_a_queued_step_runs_on_a_worker_and_its_events_stream(st, conn, redis_url) -> None:
     root = st.refs.head("s", "main")
-    res = exq(st, "step", "s", *SMALL, "--queue", redis_url)
+    res = exq(st, "step", "s", *SMALL, "--queue", redis_url, author="quinn")
     assert res.exit_code == 0, res.output
     assert res.output.startswith("queued job ") and " on cpu" in res.output
     job = res.output.split()[2]
@@ -69,6 +69,8 @@ def test_a_queued_step_runs_on_a_worker_and_its_events_stream(st, conn, redis_ur
     assert proc.returncode == 0, out
     head = st.refs.head("s", "main")
     assert head != root and st.step(head).parent == root
+    assert st.step(head).author == "quinn"  # the enqueuer's name, carried to the worker
+    assert st.refs.reflog("s/heads/main")[-1].author == "quinn"
     state = job_states(st, "s")[job]
     assert state["state"] == "succeeded" and state["result"]["step_ids"] == [head]
     # every event of the job is in the store and, in the same order, in the live stream
