@@ -14,6 +14,7 @@ import click
 
 from exquisite_store.cli import (
     grow_commands,
+    organise_commands,
     queue_commands,
     remote_commands,
     serve_commands,
@@ -69,6 +70,7 @@ for _module in (
     remote_commands,
     queue_commands,
     grow_commands,
+    organise_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

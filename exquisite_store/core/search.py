@@ -1,0 +1,167 @@
+"""Search a session's steps by prompt, tag, star, backend, seam score and cost.
+
+``matching`` is pure (steps, annotations and a prompt lookup in, ids out), so the
+viewer runs it over the steps it already holds in memory; ``find`` reads them first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from exquisite_store.core.annotations import annotations, check_tag
+from exquisite_store.errors import UserError
+from exquisite_store.manifests import Step, StepNote
+from exquisite_store.money import parse_usd
+from exquisite_store.params import BACKENDS
+from exquisite_store.pipeline.cost import reachable_steps
+from exquisite_store.store import Store
+
+MAX_PROMPT_QUERY = 200
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a step must have to match; every field given must hold (an empty query: all)."""
+
+    prompt: str = ""
+    tag: str = ""
+    starred: bool = False
+    backend: str = ""
+    #: the seam score must be above this, in per-mille (1.20 -> 1200)
+    seam_above_permille: int | None = None
+    #: the step's cost must be above this, in micro-dollars
+    cost_above_micro_usd: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Whether the query asks for nothing (every step matches)."""
+        return self == Query()
+
+
+def parse_query(
+    prompt: str | None = None,
+    tag: str | None = None,
+    starred: bool = False,
+    backend: str | None = None,
+    seam_above: str | None = None,
+    cost_above: str | None = None,
+) -> Query:
+    """A Query from text as typed (CLI options, a form); UserError names a bad field."""
+    prompt = (prompt or "").strip()
+    if len(prompt) > MAX_PROMPT_QUERY:
+        raise UserError(f"prompt: at most {MAX_PROMPT_QUERY} characters")
+    backend = (backend or "").strip()
+    if backend and backend not in BACKENDS:
+        raise UserError(f"backend: {backend!r:.40} is none of {', '.join(BACKENDS)}")
+    seam = None
+    if seam_above not in (None, ""):
+        try:
+            value = Decimal(str(seam_above).strip())
+        except InvalidOperation:
+            value = Decimal("nan")
+        if not value.is_finite() or not 0 <= value <= 1000:
+            raise UserError(f"seam-above: a number from 0 to 1000, not {seam_above!r:.40}")
+        seam = int(value * 1000)
+    cost = None
+    if cost_above not in (None, ""):
+        try:
+            cost = parse_usd(str(cost_above))
+        except UserError:
+            raise UserError(f"cost-above: not a dollar amount: {cost_above!r:.40}") from None
+    return Query(
+        prompt=prompt,
+        tag=check_tag(tag.strip()) if tag and tag.strip() else "",
+        starred=bool(starred),
+        backend=backend,
+        seam_above_permille=seam,
+        cost_above_micro_usd=cost,
+    )
+
+
+def matching(
+    steps: dict[str, Step],
+    notes: dict[str, StepNote],
+    query: Query,
+    prompt_text: Callable[[str], str],
+) -> list[str]:
+    """Ids of the steps that match ``query``, oldest first (pure)."""
+    needle = query.prompt.casefold()
+    out = []
+    for sid, st in steps.items():
+        note = notes.get(sid)
+        if query.starred and not (note and note.starred):
+            continue
+        if query.tag and not (note and query.tag in note.tags):
+            continue
+        r = st.recipe
+        if query.backend and (r is None or r.backend != query.backend):
+            continue
+        if query.seam_above_permille is not None and (
+            r is None or st.result.scores.seam_permille <= query.seam_above_permille
+        ):
+            continue
+        cost = st.response.cost_micro_usd if st.response is not None else 0
+        if query.cost_above_micro_usd is not None and cost <= query.cost_above_micro_usd:
+            continue
+        if needle and (r is None or needle not in prompt_text(r.prompt_id).casefold()):
+            continue
+        out.append(sid)
+    out.sort(key=lambda s: (steps[s].created_ms, s))
+    return out
+
+
+class PromptTexts:
+    """User prompts by id, remembered (a text object never changes; many steps share one)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def lookup(self, store: Store) -> Callable[[str], str]:
+        """A function from a prompt id to its text, reading ``store`` on a miss."""
+
+        def text(oid: str) -> str:
+            with self._lock:
+                if oid in self._texts:
+                    self._texts.move_to_end(oid)
+                    return self._texts[oid]
+            value = store.objects.get_text(oid) if oid else ""
+            with self._lock:
+                self._texts[oid] = value
+                while len(self._texts) > self._size:
+                    self._texts.popitem(last=False)
+            return value
+
+        return text
+
+
+PROMPTS = PromptTexts()
+
+
+@dataclass(frozen=True)
+class Found:
+    """One matching step with what a list of results shows."""
+
+    id: str
+    step: Step
+    note: StepNote
+
+
+def find(
+    store: Store, session: str, query: Query, steps: dict[str, Step] | None = None
+) -> list[Found]:
+    """The steps of ``session`` (on its branches and staged) that match ``query``.
+
+    ``steps``: the session's steps when the caller has them already (the viewer).
+    """
+    notes = annotations(store, session)
+    if steps is None:
+        heads = [*store.refs.branches(session).values(), *store.refs.staged(session).values()]
+        steps = reachable_steps(store, heads)
+    ids = matching(steps, notes, query, PROMPTS.lookup(store))
+    return [Found(sid, steps[sid], notes.get(sid, StepNote())) for sid in ids]
