@@ -101,14 +101,18 @@ def create_bundle(
     try:
         with open(tmp, "wb") as f:
             writer = BundleWriter(f, header)
-            t = copy_closure(store, Store(writer), roots, progress)
-            writer.close()
+            try:
+                t = copy_closure(store, Store(writer), roots, progress)
+            finally:
+                writer.close()
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return BundleMade(path, session, chosen, t, len(attempts))
 

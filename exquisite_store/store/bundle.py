@@ -140,6 +140,13 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 
 
 def _objects(tar: tarfile.TarFile, have: Any) -> Iterator[BundleObject]:
+    try:
+        yield from _members(tar, have)
+    finally:
+        tar.close()
+
+
+def _members(tar: tarfile.TarFile, have: Any) -> Iterator[BundleObject]:
     seen: set[str] = set()
     while True:
         try:
