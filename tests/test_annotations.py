@@ -48,7 +48,7 @@ def test_four_concurrent_writers_lose_nothing(tmp_path) -> None:
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    got = notes.annotations(store, "s")
+    got = notes.session_notes(store, "s")
     for k, sid in enumerate(steps):
         assert set(got[sid].tags) == {f"w{i}" for i in range(WRITERS)}, k
         assert got[sid].starred
@@ -69,7 +69,7 @@ def test_annotate_star_tags_note_and_their_errors(tmp_path) -> None:
     notes.annotate(store, "s", sid, remove_tags=("keep",), note="  soft seam  ")
     assert notes.note_of(store, "s", sid) == StepNote(starred=True, tags=("sky",), note="soft seam")
     notes.annotate(store, "s", sid, star=False, remove_tags=("sky",), note="")
-    assert notes.annotations(store, "s") == {}  # an empty note is no note
+    assert notes.session_notes(store, "s") == {}  # an empty note is no note
     with pytest.raises(InvalidName):
         notes.annotate(store, "s", sid, add_tags=("two words",))
     with pytest.raises(UserError, match="at most"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from exquisite_store import core
+from exquisite_store.core.annotations import session_notes
 from exquisite_store.errors import NotFound
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.ids import short
@@ -137,6 +138,7 @@ def canvas_context(
         "canvas": canvas_info(store, st.result.canvas_id),
         "bands": bands(store, sid),
         "staged": staging(store, session) if staged else [],
+        "starred": bool(getattr(session_notes(store, session).get(sid), "starred", False)),
     }
 
 

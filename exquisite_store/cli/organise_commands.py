@@ -94,7 +94,7 @@ def notes_command(ctx: click.Context, session: str, show_log: bool) -> None:
         for c in notes.annotation_log(store, session):
             click.echo(f"{when(c.time_ms)}  {c.message}")
         return
-    for sid, n in sorted(notes.annotations(store, session).items()):
+    for sid, n in sorted(notes.session_notes(store, session).items()):
         _show(session, sid, n)
 
 

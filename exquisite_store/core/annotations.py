@@ -43,7 +43,7 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def annotations(store: Store, session: str) -> dict[str, StepNote]:
+def session_notes(store: Store, session: str) -> dict[str, StepNote]:
     """``{step id: StepNote}`` of a session (empty if nothing was ever annotated)."""
     store.session(session)
     return dict(_current(store, session)[1].notes)
@@ -51,7 +51,7 @@ def annotations(store: Store, session: str) -> dict[str, StepNote]:
 
 def note_of(store: Store, session: str, step: str) -> StepNote:
     """The annotations of one step (an empty StepNote if it has none)."""
-    return annotations(store, session).get(step, StepNote())
+    return session_notes(store, session).get(step, StepNote())
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exquisite_store.core.annotations import annotations
+from exquisite_store.core.annotations import session_notes
 from exquisite_store.core.branches import HeadMove, drop_branch
 from exquisite_store.errors import ExqError
 from exquisite_store.manifests import Canvas, Step, decode
@@ -31,7 +31,7 @@ def starred_verdicts(store: Store, session: str) -> list[BranchVerdict]:
     store.session(session)
     branches = store.refs.branches(session)
     current = store.refs.current_branch(session)
-    starred = {sid for sid, n in annotations(store, session).items() if n.starred}
+    starred = {sid for sid, n in session_notes(store, session).items() if n.starred}
     holders: dict[str, int] = {}
     chains: dict[str, list[str]] = {}
     for b, head in branches.items():

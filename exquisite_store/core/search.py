@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from exquisite_store.core.annotations import annotations, check_tag
+from exquisite_store.core.annotations import check_tag, session_notes
 from exquisite_store.errors import UserError
 from exquisite_store.manifests import Step, StepNote
 from exquisite_store.money import parse_usd
@@ -159,7 +159,7 @@ def find(
 
     ``steps``: the session's steps when the caller has them already (the viewer).
     """
-    notes = annotations(store, session)
+    notes = session_notes(store, session)
     if steps is None:
         heads = [*store.refs.branches(session).values(), *store.refs.staged(session).values()]
         steps = reachable_steps(store, heads)
