@@ -87,6 +87,7 @@ def page(served):
         pg.set_viewport_size({"width": 1400, "height": 1000})
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
+
         # a 404 is the browser's own favicon request, a 400 a refusal the test asks for
         # (and checks is shown next to its form)
         def console(m) -> None:
@@ -148,10 +149,8 @@ def test_filter_highlights_matches_and_dims_the_rest(page, served) -> None:
     total = page.locator("#tree a.node[data-step]").count()
     expect(page.locator("#tree-filter-out")).to_have_text(f"2 of {total} steps match")
     expect(page.locator("#tree a.node.match")).to_have_count(2)
-    assert set(page.locator("#tree a.node.match").evaluate_all("as => as.map(a => a.dataset.step)")) == {
-        steps[0],
-        steps[2],
-    }
+    matched = page.locator("#tree a.node.match").evaluate_all("as => as.map(a => a.dataset.step)")
+    assert set(matched) == {steps[0], steps[2]}
     expect(page.locator("#tree a.node.dim")).to_have_count(total - 2)
     f.locator("[name=prompt]").fill("")
     f.locator("[name=tag]").fill("fav")
