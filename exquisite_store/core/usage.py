@@ -67,13 +67,20 @@ class _Graph:
         return seen
 
     def _read(self, oid: str) -> bool:
+        """Size and references of ``oid``: only a manifest's bytes are read on disk."""
         storage = self.store.storage
+        object_path = getattr(storage, "object_path", None)  # a store on disk
         try:
-            ext, data = storage.get_object(oid)
-        except (NotFound, ExqError):
+            if object_path is not None:
+                path = object_path(oid)
+                self.size[oid] = os.lstat(path).st_size
+                ext = path.suffix.lstrip(".")
+                data = storage.get_object(oid)[1] if ext == "json" else b""
+            else:
+                ext, data = storage.get_object(oid)
+                self.size[oid] = len(data)
+        except (NotFound, ExqError, OSError):
             return False
-        path = getattr(storage, "object_path", None)
-        self.size[oid] = os.lstat(path(oid)).st_size if path else len(data)
         refs: list[str] = []
         if ext == "json":
             try:
