@@ -22,7 +22,7 @@ import msgspec
 from exquisite_store.core.events import ref_moved
 from exquisite_store.core.remotes import RefMove, SyncReport, apply_move, decide_move
 from exquisite_store.errors import NotFound, StoreError, UserError
-from exquisite_store.ids import check_id, is_id, short
+from exquisite_store.ids import EXTENSIONS, check_id, is_id, short
 from exquisite_store.manifests import Attempt, Session, Step
 from exquisite_store.store import Store
 from exquisite_store.store.bundle import FORMAT, VERSION, BundleHeader, BundleWriter, read_bundle
@@ -140,8 +140,7 @@ def import_bundle(
             check_name(b, "branch")
         with store.writing():
             for obj in objects:
-                ext = {"image": "png", "text": "txt", "json": "json"}[obj.kind]
-                if store.storage.put_object(obj.id, ext, obj.data):
+                if store.storage.put_object(obj.id, EXTENSIONS[obj.kind], obj.data):
                     report.transfer.copied += 1
                     report.transfer.bytes += len(obj.data)
                 else:
@@ -219,6 +218,7 @@ def _copy_attempts(store: Store, session: str, lines: list[str]) -> None:
         except (msgspec.ValidationError, msgspec.DecodeError):
             continue
         if is_id(line.id) and line.id not in listed and store.objects.has(line.id):
+            line = msgspec.structs.replace(line, message=line.message[:500], data={})
             store.storage.append_log(f"sessions/{session}/attempts", msgspec.json.encode(line))
             listed.add(line.id)
 

@@ -25,8 +25,8 @@ import msgspec
 
 from exquisite_store import manifests
 from exquisite_store.errors import ExqError, IntegrityError, ManifestError, StoreError
-from exquisite_store.ids import ID_PATTERN
-from exquisite_store.store.objects import _KIND_OF_EXT, id_of_bytes
+from exquisite_store.ids import EXTENSIONS, ID_PATTERN
+from exquisite_store.store.objects import id_of_bytes
 from exquisite_store.store.reach import references
 from exquisite_store.store.storage import BaseStorage
 
@@ -36,6 +36,7 @@ HEADER = "bundle.json"
 MAX_HEADER = 64 * 1024 * 1024
 #: the largest object a bundle may carry (a 40-megapixel PNG is far below)
 MAX_OBJECT = 1024 * 1024 * 1024
+_KIND_OF_EXT = {ext: kind for kind, ext in EXTENSIONS.items()}
 _MEMBER = re.compile(f"^objects/({ID_PATTERN})\\.(png|txt|json)$")
 
 
