@@ -225,3 +225,28 @@ def test_gc_dry_run_lists_sizes_and_kinds(tmp_path) -> None:
     out = CliRunner().invoke(cli, [*where, "gc", "--dry-run", "--grace", "0"])
     assert f"would remove {orphan}" in out.output and "19 bytes  text" in out.output
     assert store.objects.has(orphan)
+
+
+def test_find_remembers_step_facts_and_survives_a_bad_index(tmp_path, monkeypatch) -> None:
+    store = make_store(tmp_path / "a")
+    ids = [grow(store, seed=i) for i in range(3)]
+    q = search.parse_query()
+    first = [f.id for f in search.find(store, "s", q)]
+    index = tmp_path / "a" / "cache" / "search" / "s.msgpack"
+    assert index.is_file() and first == [store.session("s").root, *ids]
+    # a second search reads no step manifest: every fact comes from the index
+    fresh = Store.open(tmp_path / "a")
+    monkeypatch.setattr(fresh, "step", lambda sid: pytest.fail(f"read step {sid}"))
+    assert [f.id for f in search.find(fresh, "s", q)] == first
+    monkeypatch.undo()
+    new = grow(store, seed=9)  # a new step: read once, added
+    assert [f.id for f in search.find(Store.open(tmp_path / "a"), "s", q)] == [*first, new]
+    index.write_bytes(b"garbage")  # unreadable: searched as if there were none, rebuilt
+    assert [f.id for f in search.find(Store.open(tmp_path / "a"), "s", q)] == [*first, new]
+    index.unlink()
+    index.parent.rmdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    index.parent.symlink_to(outside)  # a link planted in cache/: never written through
+    assert [f.id for f in search.find(Store.open(tmp_path / "a"), "s", q)] == [*first, new]
+    assert list(outside.iterdir()) == []

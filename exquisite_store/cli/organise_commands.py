@@ -113,13 +113,13 @@ def find(ctx: click.Context, session: str, **query: str | bool | None) -> None:
     q = search.parse_query(**query)  # type: ignore[arg-type]
     found = search.find(store, session, q)
     for f in found:
-        r, st = f.step.recipe, f.step
-        what = f"{r.direction} +{r.extension_px}px {r.backend}" if r else "root"
-        cost = format_usd(st.response.cost_micro_usd) if st.response else format_usd(0)
-        seam = f"seam {st.result.scores.seam_permille / 1000:.2f}" if r else ""
+        x = f.facts
+        what = f"{x.backend}  seam {x.seam_permille / 1000:.2f}" if x.backend else "root"
         star_mark = "*" if f.note.starred else " "
         tags = " ".join(f"#{t}" for t in f.note.tags)
-        click.echo(f"{star_mark} {short(f.id)}  {what}  {seam}  {cost}  {tags}".rstrip())
+        prompt = f"  {x.prompt[:60]!r}" if x.prompt else ""
+        line = f"{star_mark} {short(f.id)}  {what}  {format_usd(x.cost_micro_usd)}{prompt}  {tags}"
+        click.echo(line.rstrip())
     click.echo(f"{len(found)} steps match")
 
 

@@ -1,7 +1,7 @@
 """Search a session's steps by prompt, tag, star, backend, seam score and cost.
 
-``matching`` is pure (steps, annotations and a prompt lookup in, ids out), so the
-viewer runs it over the steps it already holds in memory; ``find`` reads them first.
+``matching`` is pure (each step's facts and the annotations in, ids out); the viewer
+runs it over the steps it holds for the tree, ``exq find`` over the step-facts index.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from exquisite_store.errors import UserError
 from exquisite_store.manifests import Step, StepNote
 from exquisite_store.money import parse_usd
 from exquisite_store.params import BACKENDS
-from exquisite_store.pipeline.cost import reachable_steps
 from exquisite_store.store import Store
+from exquisite_store.store.step_facts import StepFacts, facts_of, reachable_facts
 
 MAX_PROMPT_QUERY = 200
 
@@ -82,35 +82,29 @@ def parse_query(
     )
 
 
-def matching(
-    steps: dict[str, Step],
-    notes: dict[str, StepNote],
-    query: Query,
-    prompt_text: Callable[[str], str],
-) -> list[str]:
+def matching(facts: dict[str, StepFacts], notes: dict[str, StepNote], query: Query) -> list[str]:
     """Ids of the steps that match ``query``, oldest first (pure)."""
     needle = query.prompt.casefold()
     out = []
-    for sid, st in steps.items():
+    for sid, f in facts.items():
         note = notes.get(sid)
         if query.starred and not (note and note.starred):
             continue
         if query.tag and not (note and query.tag in note.tags):
             continue
-        r = st.recipe
-        if query.backend and (r is None or r.backend != query.backend):
+        if query.backend and f.backend != query.backend:
             continue
         if query.seam_above_permille is not None and (
-            r is None or st.result.scores.seam_permille <= query.seam_above_permille
+            not f.backend or f.seam_permille <= query.seam_above_permille
         ):
             continue
-        cost = st.response.cost_micro_usd if st.response is not None else 0
-        if query.cost_above_micro_usd is not None and cost <= query.cost_above_micro_usd:
+        cost_floor = query.cost_above_micro_usd
+        if cost_floor is not None and f.cost_micro_usd <= cost_floor:
             continue
-        if needle and (r is None or needle not in prompt_text(r.prompt_id).casefold()):
+        if needle and needle not in f.prompt.casefold():
             continue
         out.append(sid)
-    out.sort(key=lambda s: (steps[s].created_ms, s))
+    out.sort(key=lambda s: (facts[s].created_ms, s))
     return out
 
 
@@ -148,7 +142,7 @@ class Found:
     """One matching step with what a list of results shows."""
 
     id: str
-    step: Step
+    facts: StepFacts
     note: StepNote
 
 
@@ -157,11 +151,16 @@ def find(
 ) -> list[Found]:
     """The steps of ``session`` (on its branches and staged) that match ``query``.
 
-    ``steps``: the session's steps when the caller has them already (the viewer).
+    ``steps``: the steps to search when the caller holds them already (the viewer's
+    tree); otherwise the branches are walked through the step-facts index in ``cache/``,
+    which reads only the manifests of steps no search has seen before.
     """
     notes = session_notes(store, session)
+    text = PROMPTS.lookup(store)
     if steps is None:
         heads = [*store.refs.branches(session).values(), *store.refs.staged(session).values()]
-        steps = reachable_steps(store, heads)
-    ids = matching(steps, notes, query, PROMPTS.lookup(store))
-    return [Found(sid, steps[sid], notes.get(sid, StepNote())) for sid in ids]
+        facts = reachable_facts(store, session, heads, text)
+    else:
+        facts = {sid: facts_of(st, text) for sid, st in steps.items()}
+    ids = matching(facts, notes, query)
+    return [Found(sid, facts[sid], notes.get(sid, StepNote())) for sid in ids]
