@@ -10,7 +10,7 @@ from exquisite_store.core import annotations as notes
 from exquisite_store.core import cleanup, search, usage
 from exquisite_store.errors import UserError
 from exquisite_store.manifests import to_builtins
-from viewer.contexts import off_branch_steps, session_steps
+from viewer.contexts import session_steps
 from viewer.web import get_store, href, page_options, wants_json
 
 bp = Blueprint("organise", __name__)
@@ -71,11 +71,13 @@ def parse_args(args: Any) -> search.Query:
 
 @bp.get("/s/<name:name>/find.json")
 def find(name: str):
-    """The ids of the steps in the session's tree that match the query string."""
+    """The ids of the steps on the session's branches (and staged) that match the query.
+
+    The same steps as ``exq find`` searches: off-branch steps are never a match.
+    """
     store = get_store()
     query = parse_args(request.args)
-    on = session_steps(store, name, page_options())
-    steps = {**on, **off_branch_steps(store, name, on)}
+    steps = session_steps(store, name, page_options())
     found = search.find(store, name, query, steps=steps)
     return jsonify(
         {"session": name, "ids": [f.id for f in found], "count": len(found), "of": len(steps)}

@@ -137,6 +137,26 @@ class PromptTexts:
 PROMPTS = PromptTexts()
 
 
+class KnownFacts:
+    """Steps' facts by id, remembered (a step never changes): the viewer's searches."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._facts: dict[str, StepFacts] = {}
+        self._size = size
+
+    def of(self, sid: str, step: Step, prompt_text: Callable[[str], str]) -> StepFacts:
+        """The facts of ``step`` (whose id is ``sid``), made once."""
+        f = self._facts.get(sid)
+        if f is None:
+            if len(self._facts) >= self._size:
+                self._facts.clear()  # a crude bound: rebuilt from the steps on the next search
+            f = self._facts[sid] = facts_of(step, prompt_text)
+        return f
+
+
+FACTS = KnownFacts()
+
+
 @dataclass(frozen=True)
 class Found:
     """One matching step with what a list of results shows."""
@@ -161,6 +181,6 @@ def find(
         heads = [*store.refs.branches(session).values(), *store.refs.staged(session).values()]
         facts = reachable_facts(store, session, heads, text)
     else:
-        facts = {sid: facts_of(st, text) for sid, st in steps.items()}
+        facts = {sid: FACTS.of(sid, st, text) for sid, st in steps.items()}
     ids = matching(facts, notes, query)
     return [Found(sid, facts[sid], notes.get(sid, StepNote())) for sid in ids]
