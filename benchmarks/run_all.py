@@ -18,6 +18,7 @@ BENCHMARKS = [
     ("seam_table.py", []),
     ("bench_viewer.py", []),
     ("bench_export.py", []),
+    ("bench_organise.py", []),
     ("bench_store.py", ["--tile-sizes", "128,256,512", "--steps", "100"]),
     ("bench_s3.py", []),
     ("bench_remotes.py", []),

@@ -344,8 +344,36 @@ class Team(Manifest, tag="team", kw_only=True):
     shares: tuple[Secret, ...] = ()
 
 
+class StepNote(Base, kw_only=True):
+    """What a person said about one step: a star, tags, a free-text note."""
+
+    starred: bool = False
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+
+class Annotations(Manifest, tag="annotations", kw_only=True):
+    """A session's annotations, like git notes: ``{step id: StepNote}``, replaced whole.
+
+    The step ids are keys, not references: a note keeps no step from gc, and a bundle
+    or a push does not carry a step because it was starred.
+    """
+
+    session: str
+    notes: dict[str, StepNote] = {}
+
+
 AnyManifest = (
-    Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse | Plan | Team
+    Canvas
+    | CanvasNode
+    | Step
+    | Attempt
+    | Session
+    | Validation
+    | BackendResponse
+    | Plan
+    | Annotations
+    | Team
 )
 
 _encoder = msgspec.json.Encoder(order="sorted")

@@ -39,7 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     if not str(app.config["EXQ_STORE"]).startswith("s3://"):
         app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
-    from viewer import actions, assets, auth, jobs, live, pages, security, short_ids, web
+    from viewer import actions, assets, auth, jobs, live, organise, pages, security, short_ids, web
     from viewer.contexts import PageOptions, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
@@ -68,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config["EXPORT"]:
         app.register_blueprint(actions.bp)
         app.register_blueprint(live.bp)
+        app.register_blueprint(organise.bp)
         short_ids.init_app(app)
         jobs.init_app(app)
     if not app.config["SECRET_KEY"]:

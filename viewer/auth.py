@@ -46,6 +46,8 @@ NEEDS = {
     "actions.cancel_job": "editor",
     "actions.new_session": "editor",
     "actions.delete_branch": "admin",
+    "organise.annotate": "editor",
+    "organise.keep_starred": "admin",  # drops branches
 }
 #: a share link reads these (of its own session only); everything else is refused
 SHARED_READS = frozenset(

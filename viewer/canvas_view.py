@@ -11,6 +11,7 @@ from typing import Any
 
 from exquisite_store import core
 from exquisite_store.authorship import shown
+from exquisite_store.core.annotations import session_notes
 from exquisite_store.errors import NotFound
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.ids import short
@@ -126,7 +127,7 @@ def canvas_context(
     else:
         sid = store.resolve_step(step, session)
     st = store.step(sid)
-    if st.session != session:
+    if st.session != session and not store.belongs(sid, session):
         raise NotFound(f"step {short(sid)} is not a step of {session!r}")
     r = st.recipe
     return {
@@ -141,6 +142,7 @@ def canvas_context(
         "canvas": canvas_info(store, st.result.canvas_id),
         "bands": bands(store, sid),
         "staged": staging(store, session) if staged else [],
+        "starred": bool(getattr(session_notes(store, session).get(sid), "starred", False)),
     }
 
 

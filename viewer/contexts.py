@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from exquisite_store.core.annotations import session_notes
 from exquisite_store.core.history import ever_held
 from exquisite_store.core.sessions import MAX_TITLE
 from exquisite_store.errors import NotFound
@@ -18,7 +19,7 @@ from exquisite_store.fixtures import fixture_names
 from exquisite_store.geometry.frames import ANY
 from exquisite_store.geometry.plan import plan_step
 from exquisite_store.ids import short
-from exquisite_store.manifests import Attempt, Step, Validation, to_builtins
+from exquisite_store.manifests import Attempt, Step, StepNote, Validation, to_builtins
 from exquisite_store.pipeline.cost import reachable_steps, session_spent
 from exquisite_store.pipeline.params import SPECS
 from exquisite_store.store import Store
@@ -155,9 +156,11 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
     for place, sid in sorted(store.refs.staged(session).items()):
         branch, _job, k = place.split("/")
         heads.setdefault(sid, []).append(f"{branch} · staged {k}")
+    marks = session_notes(store, session)
     nodes = []
     for sid, st in steps.items():
         r = st.recipe
+        mark = marks.get(sid)
         nodes.append(
             Node(
                 sid,
@@ -171,6 +174,8 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
                     "heads": heads.get(sid, []),
                     "seed": candidate_seed(st),
                     "off_branch": sid in off,
+                    "starred": bool(mark and mark.starred),
+                    "tags": list(mark.tags) if mark else [],
                 },
             )
         )
@@ -318,6 +323,7 @@ def step_context(store: Store, step_id: str, opts: PageOptions = DEFAULT) -> dic
         "prompt": "",
         "final_prompt": "",
         "validation": None,
+        "note": to_builtins(session_notes(store, step.session).get(step_id) or StepNote()),
     }
     if step.recipe is not None:
         ctx["prompt"] = store.objects.get_text(step.recipe.prompt_id)

@@ -24,7 +24,7 @@ from exquisite_store.errors import (
 )
 from exquisite_store.ids import ID_PATTERN, PREFIX_PATTERN
 from exquisite_store.money import format_usd
-from exquisite_store.params import MAX_PROMPT
+from exquisite_store.params import BACKENDS, MAX_PROMPT
 from exquisite_store.store import Store
 from exquisite_store.store.refs import NAME_PATTERN, check_name
 from viewer.contexts import PageOptions
@@ -248,4 +248,5 @@ def init_templates(app: Flask) -> None:
             "prefix_pattern": PREFIX_PATTERN,
             "name_pattern": NAME_PATTERN,
             "max_prompt": MAX_PROMPT,
+            "backends": BACKENDS,
         }

@@ -17,6 +17,7 @@ from exquisite_store.cli import (
     cluster_commands,
     config_commands,
     grow_commands,
+    organise_commands,
     queue_commands,
     remote_commands,
     serve_commands,
@@ -77,6 +78,7 @@ for _module in (
     cluster_commands,
     config_commands,
     team_commands,
+    organise_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

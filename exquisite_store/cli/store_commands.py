@@ -8,6 +8,7 @@ import click
 
 from exquisite_store import imageio, manifests
 from exquisite_store.cli.helpers import open_store, parse_duration, store_path
+from exquisite_store.core.cleanup import gc_preview
 from exquisite_store.errors import AlreadyExists, UserError
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import write_canvas_png
@@ -133,10 +134,17 @@ def unlock(ctx: click.Context, dry_run: bool) -> None:
 @click.pass_context
 def gc(ctx: click.Context, dry_run: bool, grace: str) -> None:
     """Delete objects unreachable from refs, reflogs and attempt logs."""
-    rep = run_gc(open_store(ctx), grace_s=parse_duration(grace), dry_run=dry_run)
+    store, grace_s = open_store(ctx), parse_duration(grace)
+    if dry_run:  # each object with its size and what it is, largest first
+        rep, doomed = gc_preview(store, grace_s)
+        for d in doomed:
+            click.echo(f"would remove {d.id}  {d.bytes:>10,} bytes  {d.what}")
+    else:
+        rep = run_gc(store, grace_s=grace_s)
     verb = "would remove" if dry_run else "removed"
-    for oid in rep.removed:
-        click.echo(f"{verb} {oid}")
+    if not dry_run:
+        for oid in rep.removed:
+            click.echo(f"{verb} {oid}")
     click.echo(
         f"{rep.reachable} reachable, {rep.young} unreachable but younger than the grace "
         f"period, {verb} {len(rep.removed)} objects ({rep.bytes_removed} bytes)"

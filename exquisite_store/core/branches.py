@@ -28,7 +28,7 @@ def step_of_session(store: Store, session: str, ref: str) -> ObjectId:
     """A step of ``session`` named by an id, a unique id prefix or a branch name."""
     store.session(session)
     sid = store.resolve_step(ref, session)
-    if store.step(sid).session != session:
+    if not store.belongs(sid, session):
         raise UserError(f"step {short(sid)} belongs to another session")
     return sid
 

@@ -325,3 +325,9 @@ def _move_pointer(dst: Store, session: str, old: str | None, new: str, report: S
         return
     status = "created" if old is None else "fast-forward"
     report.moves.append(RefMove(session, SESSION, old, new, status))
+
+
+#: the fast-forward rule and the CAS that applies it, shared with the other transfers
+#: (a bundle's import, a graft): one rule for every way a branch arrives
+decide_move = _decide
+apply_move = _apply

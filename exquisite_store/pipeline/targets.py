@@ -36,7 +36,7 @@ def resolve_target(store: Store, session: str, parent: str | None, branch: str |
             raise NotFound(f"session {session!r} has no branch {name!r}", branch=name)
         return Target(branches[name], name, branches[name])
     pid = store.resolve_step(parent, session)
-    if store.step(pid).session != session:
+    if not store.belongs(pid, session):
         raise ConfigError(f"step {pid[:12]} belongs to another session", field="parent")
     if branch is not None:
         name = check_name(branch, "branch")

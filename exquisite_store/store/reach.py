@@ -10,8 +10,9 @@ from exquisite_store import manifests
 from exquisite_store.ids import is_id
 from exquisite_store.store.store import Store
 
-#: Fields holding hashes that are names, not stored objects.
-NOT_OBJECT_FIELDS = frozenset({"recipe_id", "request_id", "provider_request_id"})
+#: Fields holding hashes that are names, not stored objects (and free text: a note or
+#: a tag may happen to look like an id).
+NOT_OBJECT_FIELDS = frozenset({"recipe_id", "request_id", "provider_request_id", "note", "tags"})
 
 _NAMES = b"|".join(re.escape(k.encode()) for k in sorted(NOT_OBJECT_FIELDS))
 #: In JSON without a backslash no quote is escaped, so every quote opens or closes a

@@ -173,6 +173,14 @@ class Refs:
         """CAS the session manifest pointer."""
         self._cas(f"{check_name(session, 'session')}/session", old, check_id(new), message)
 
+    def notes_pointer(self, session: str) -> str | None:
+        """The id of the session's annotations object (``refs/SESSION/notes``), if any."""
+        return self.storage.read_ref(f"{check_name(session, 'session')}/notes")
+
+    def set_notes_pointer(self, session: str, old: str | None, new: str, message: str) -> None:
+        """CAS the annotations pointer (BranchMoved if another writer moved it first)."""
+        self._cas(f"{check_name(session, 'session')}/notes", old, check_id(new), message)
+
     def create_ref(self, name: str, new: str, message: str) -> None:
         """Create ref ``name`` (a path under the session, e.g. ``S/plans/ID``) at ``new``.
 

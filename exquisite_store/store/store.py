@@ -267,6 +267,17 @@ class Store:
         self.objects.get_manifest(oid, Step)
         return oid
 
+    def belongs(self, step_id: str, session: str) -> bool:
+        """Whether a step is of ``session``: made in it, or in a copy of it brought here.
+
+        A bundle imported under another name, or a branch grafted from such a copy,
+        holds steps that name their first session; they share this session's root.
+        """
+        if self.step(step_id).session == session:
+            return True
+        root = self.session(session).root
+        return any(sid == root for sid, _ in self.history(step_id))
+
     def canvas(self, step: Step) -> Canvas:
         """The canvas manifest of a step."""
         return self.objects.get_manifest(step.result.canvas_id, Canvas)

@@ -59,7 +59,7 @@
           el.innerHTML = html;
           if (name === "attempts") el.hidden = !j.attempts;
         });
-        if (want.includes("tree")) { applyZoom(); markSelected(); }
+        if (want.includes("tree")) { applyZoom(); markSelected(); refilter(); }
         events.forEach((ev) => document.dispatchEvent(new CustomEvent("exq:changed", { detail: { session: ws.dataset.session, event: ev } })));
       } catch (err) { /* the next event or poll asks again */ } finally {
         refreshing = null;
@@ -143,6 +143,36 @@
     if (history.length > 1) { e.preventDefault(); history.back(); }
   }));
 
+  // --- the tree's filter: the server says which steps match; the page dims the others --
+  const filter = $("#tree-filter");
+  let filterIds = null;
+  const applyFilter = () => {
+    $$("#tree a.node[data-step]").forEach((n) => {
+      n.classList.toggle("match", !!filterIds && filterIds.has(n.dataset.step));
+      n.classList.toggle("dim", !!filterIds && !filterIds.has(n.dataset.step));
+    });
+    $$("#tree a.node.failed").forEach((n) => n.classList.toggle("dim", !!filterIds));
+  };
+  function refilter() { if (filter && filterIds) filter.requestSubmit(); }
+  if (filter) {
+    const out = $("#tree-filter-out");
+    filter.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams(new FormData(filter));
+      Array.from(q.entries()).forEach(([k, v]) => { if (!v) q.delete(k); });
+      if (!Array.from(q.keys()).length) { filterIds = null; applyFilter(); out.textContent = ""; return; }
+      try {
+        const r = await fetch(`${filter.action}?${q}`, { headers: headers() });
+        const j = await r.json();
+        if (!r.ok) { out.textContent = j.error; return; }
+        filterIds = new Set(j.ids);
+        applyFilter();
+        out.textContent = `${j.count} of ${j.of} steps match`;
+      } catch (err) { out.textContent = "the viewer did not answer; try again"; }
+    });
+    filter.addEventListener("reset", () => { filterIds = null; out.textContent = ""; setTimeout(applyFilter); });
+  }
+
   // --- keyboard shortcuts (listed on ?) ----------------------------------------------
   const keys = $("#shortcuts");
   document.addEventListener("keydown", (e) => {
@@ -151,6 +181,8 @@
     if (keys && keys.open) return;
     if (e.key === "e" && $("#extend")) { e.preventDefault(); $("#extend").scrollIntoView({ block: "nearest" }); $("#extend select, #extend input:not([type=hidden])").focus(); }
     if (e.key === "h" && $("#history-panel")) { e.preventDefault(); $("#history-panel").scrollIntoView(); }
+    if (e.key === "/" && filter) { e.preventDefault(); filter.elements.prompt.focus(); }
+    if (e.key === "s" && $("#star-form")) { e.preventDefault(); $("#star-form").requestSubmit(); }
     if (e.key === "+" || e.key === "=") zoom(1.25);
     if (e.key === "-") zoom(0.8);
     if (e.key === "0") zoom(0);

@@ -73,6 +73,12 @@
     const stage = { groups: [], g: 0, i: 0 };
     const stagingBar = $("#ws-staging", root);
     const defaultHover = hover.textContent;
+    const starButton = $("#ws-star", root);
+    function showStar() {
+      if (!starButton) return;
+      starButton.textContent = view.starred ? "★ starred" : "☆ star";
+      starButton.setAttribute("aria-pressed", view.starred ? "true" : "false");
+    }
 
     const showTiles = (canvas) => {
       if (shownCanvas === canvas.id) return;
@@ -137,6 +143,7 @@
       selected.append(`(${view.what}, ${c.width}×${c.height})${heads}`);
       const headButton = $("#ws-head", root);
       if (headButton) headButton.hidden = view.following_head;
+      showStar();
       if (fit) map.fitBounds(canvasBounds(c), { padding: [16, 16], animate: false });
     };
 
@@ -215,6 +222,16 @@
     }
     const headButton = $("#ws-head", root);
     if (headButton) headButton.addEventListener("click", () => reload(null));
+    // star the step shown (s): the server's answer says whether it is starred now
+    async function toggleStar() {
+      if (exportMode || !starButton) return;
+      const { ok, j } = await post(`${base}s/${encodeURIComponent(view.session)}/annotate`, { step: view.step, star: view.starred ? "0" : "1" });
+      if (!ok) { hover.textContent = `cannot star ${view.short}: ${j.error}`; return; }
+      view.starred = j.starred;
+      showStar();
+      hover.textContent = `${j.starred ? "starred" : "unstarred"} ${view.short}`;
+    }
+    if (starButton) starButton.addEventListener("click", toggleStar);
     $("#ws-bands", root).addEventListener("change", (e) => {
       if (e.target.checked) bandsLayer.addTo(map); else map.removeLayer(bandsLayer);
     });
@@ -237,6 +254,9 @@
       } else if (ARROWS[e.key] && !readOnly) {
         e.preventDefault();
         extend(ARROWS[e.key]);
+      } else if (e.key === "s" && !exportMode) {
+        e.preventDefault();
+        toggleStar();
       } else if (e.key === "b") {
         const box = $("#ws-bands", root);
         box.checked = !box.checked;
