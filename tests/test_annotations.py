@@ -159,6 +159,19 @@ def _sizes(store: Store, ids: set[str]) -> int:
     return sum(len(store.storage.get_object(o)[1]) for o in ids)
 
 
+def reachable(store, roots: list[str]) -> tuple[set[str], list]:
+    """Every id reachable from ``roots``, read the slow way (one manifest at a time)."""
+    from exquisite_store import manifests
+    from exquisite_store.store.reach import references, walk
+
+    listed = dict(store.storage.list_objects())
+
+    def links(oid: str) -> list[str]:
+        return references(manifests.decode(store.storage.get_object(oid)[1]))
+
+    return walk(roots, listed, links, lambda oid: None)
+
+
 def test_du_unique_and_shared_add_up(tmp_path) -> None:
     store = make_store(tmp_path / "a")
     grow(store, seed=1)
@@ -167,8 +180,6 @@ def test_du_unique_and_shared_add_up(tmp_path) -> None:
     alt = grow(store, branch="alt", seed=2)
     main = grow(store, seed=3)
     (row,) = usage.disk_usage(store, "s")
-    from exquisite_store.store.reach import reachable
-
     main_ids, _ = reachable(store, [main])
     alt_ids, _ = reachable(store, [alt])
     pointer_ids, _ = reachable(store, [store.refs.session_pointer("s")])
