@@ -68,10 +68,10 @@ def fill(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int = 7) ->
         patch_size=COARSE_PATCH,
     )
     h, w = hole.shape
+    # the smooth image: the fill in the hole, the context's own half-scale version outside
     guide = double(coarse.astype(np.float32), h, w)
-    base = double(halve(image).astype(np.float32), h, w)  # the context's own smooth image
-    detail = image.astype(np.float32) - base
-    added = transfer_detail(guide, base, detail, hole)
+    detail = image.astype(np.float32) - guide
+    added = transfer_detail(guide, guide, detail, hole)
     out = image.copy()
     out[hole] = np.clip(guide[hole] + added[hole] + 0.5, 0, 255).astype(np.uint8)
     return refill_seam(out, hole, seed, patch_size)

@@ -47,9 +47,7 @@ def fast_fill_png(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: in
     """``coarse_fill.fill`` (the ``patchmatch-fast`` fill), encoded as a PNG (a worker's job)."""
     from exquisite_store.backends import coarse_fill
 
-    return imageio.encode_png(
-        imageio.from_array(coarse_fill.fill(image, hole, seed, patch_size))
-    )
+    return imageio.encode_png(imageio.from_array(coarse_fill.fill(image, hole, seed, patch_size)))
 
 
 def warm_up() -> None:  # pragma: no cover - runs in a worker
