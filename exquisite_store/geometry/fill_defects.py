@@ -72,7 +72,7 @@ def _self_shift(img: np.ndarray, y: int, x: int, k: int) -> float:
     out = 0.0
     for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
         yy, xx = y + dy, x + dx
-        if 0 <= yy and yy + k <= h and 0 <= xx and xx + k <= w:
+        if 0 <= yy <= h - k and 0 <= xx <= w - k:
             out = max(out, float(((img[yy : yy + k, xx : xx + k] - block) ** 2).sum()))
     return out
 
