@@ -2,10 +2,14 @@
 
 ``colour_step``: the colour jump across the seam, in levels, against the jump between
 the same number of columns inside the context (what the picture itself does there).
+``context_seam``: the seam score's jump-over-texture ratio with the texture taken from
+the context side only, so that a band blander than the context (no second face) does
+not raise it by lowering the texture it is divided by, as today's ``seam_score`` does.
 ``repeat_rate``: the share of the new band's textured blocks that are copies of a
 block of the context (a second face, a second bike), by a test that needs no
-threshold in levels: a block is a copy when some context block is nearer to it than
-the block is to itself moved by one pixel. Measured at half scale, where a copied
+threshold in levels: a block is a copy when its nearest context block is nearer to it
+than that block is to itself moved by one pixel (twice that: the copy may be off the search
+grid on both axes). Measured at half scale, where a copied
 object is still a copy and the search is a sixteenth of the work.
 """
 
@@ -43,6 +47,28 @@ def _step_at(strip: np.ndarray, col: int) -> float:
     return float(np.median(np.abs(ma - mb).max(axis=1)))
 
 
+def context_seam(strip: np.ndarray, seam_col: int) -> int:
+    """1000 x the worst, over block sizes 1, 4, 16, of seam jump / the context's own texture.
+
+    The jump is the mean change between the block columns either side of the seam; the
+    texture the median of the same change between the next 32 pairs on the old side
+    (each floored at one level, as in ``seam_score``).
+    """
+    worst = 0.0
+    for block in (1, 4, 16):
+        pairs = min(32, seam_col // block - 1)
+        if pairs < 1 or (strip.shape[1] - seam_col) // block < 1:
+            continue
+        h = strip.shape[0] // block * block
+        lo, hi = seam_col - (pairs + 1) * block, seam_col + block
+        part = strip[:h, lo:hi].astype(np.float64)
+        cols = part.reshape(h // block, block, (hi - lo) // block, block, -1).mean(axis=(1, 3))
+        diffs = np.abs(np.diff(cols, axis=1)).mean(axis=(0, 2))
+        jump, texture = diffs[-1], np.median(diffs[:-1])
+        worst = max(worst, max(jump, 1.0) / max(texture, 1.0))
+    return int(np.floor(1000.0 * worst + 0.5))
+
+
 def repeat_rate(image: np.ndarray, hole: np.ndarray) -> float:
     """Share of the hole's textured blocks copied from the context (0 when none is textured)."""
     small = _halve(image.astype(np.float32))
@@ -56,13 +82,19 @@ def repeat_rate(image: np.ndarray, hole: np.ndarray) -> float:
     t = np.stack([small[y : y + k, x : x + k].ravel() for y, x in tgt])
     s = np.stack([small[y : y + k, x : x + k].ravel() for y, x in sources])
     best = np.full(len(t), np.inf)
+    which = np.zeros(len(t), np.int64)
     s_sq = (s**2).sum(1)
     for lo in range(0, len(s), 4096):
         part = s[lo : lo + 4096]
         d = (t**2).sum(1)[:, None] + s_sq[None, lo : lo + 4096] - 2.0 * t @ part.T
-        best = np.minimum(best, d.min(axis=1))
-    self_shift = np.array([_self_shift(small, y, x, k) for y, x in tgt])
-    return float(np.mean(best <= self_shift))
+        arg = d.argmin(axis=1)
+        got = d[np.arange(len(t)), arg]
+        better = got < best
+        best[better], which[better] = got[better], arg[better] + lo
+    # a copy is as near its source as the source is to itself moved by a pixel (the
+    # source grid is REPEAT_STRIDE apart: a copy can be a pixel off on both axes)
+    shift = np.array([_self_shift(small, *sources[i], k) for i in which])
+    return float(np.mean(best <= 2.0 * shift))
 
 
 def _self_shift(img: np.ndarray, y: int, x: int, k: int) -> float:
