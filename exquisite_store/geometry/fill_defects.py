@@ -1,4 +1,4 @@
-"""Two defects of a fill that the eye sees and the seam score does not name: measures.
+"""Defects of a fill that the eye sees and the seam score does not name: three measures.
 
 ``colour_step``: the colour jump across the seam, in levels, against the jump between
 the same number of columns inside the context (what the picture itself does there).
@@ -8,8 +8,7 @@ not raise it by lowering the texture it is divided by, as today's ``seam_score``
 ``repeat_rate``: the share of the new band's textured blocks that are copies of a
 block of the context (a second face, a second bike), by a test that needs no
 threshold in levels: a block is a copy when its nearest context block is nearer to it
-than that block is to itself moved by one pixel (twice that: the copy may be off the search
-grid on both axes). Measured at half scale, where a copied
+than that block is to itself moved by one pixel. Measured at half scale, where a copied
 object is still a copy and the search is a sixteenth of the work.
 """
 
@@ -21,9 +20,10 @@ import numpy as np
 STEP_ROWS = 16
 #: columns on each side of the seam averaged into one colour
 STEP_COLS = 4
-#: block side (half-scale pixels) of the repeat test; and its source grid's stride
+#: block side (half-scale pixels) of the repeat test; and its source grid's stride (1:
+#: every position, so that a copy at any offset is found)
 REPEAT_BLOCK = 8
-REPEAT_STRIDE = 2
+REPEAT_STRIDE = 1
 #: a block whose standard deviation is below this (levels) is flat: never a "copy"
 TEXTURED_STD = 6.0
 
@@ -91,10 +91,9 @@ def repeat_rate(image: np.ndarray, hole: np.ndarray) -> float:
         got = d[np.arange(len(t)), arg]
         better = got < best
         best[better], which[better] = got[better], arg[better] + lo
-    # a copy is as near its source as the source is to itself moved by a pixel (the
-    # source grid is REPEAT_STRIDE apart: a copy can be a pixel off on both axes)
+    # a copy is as near its source as the source is to itself moved by a pixel
     shift = np.array([_self_shift(small, *sources[i], k) for i in which])
-    return float(np.mean(best <= 2.0 * shift))
+    return float(np.mean(best <= shift))
 
 
 def _self_shift(img: np.ndarray, y: int, x: int, k: int) -> float:
