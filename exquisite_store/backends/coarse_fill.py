@@ -46,6 +46,8 @@ REUSE_PENALTY = 0.5
 MAX_SOURCES = 12000
 #: hole windows matched per distance matrix (bounds its memory)
 TARGET_CHUNK = 256
+#: windows described at a time
+DESCRIBE_CHUNK = 1024
 
 
 def fill(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int = 7) -> np.ndarray:
@@ -86,7 +88,7 @@ def refill_seam(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int)
     """
     from patchmatch import patch_match
 
-    band = hole & (box_sum((~hole).astype(np.float32), SEAM_BAND_PX) > 0)
+    band = hole & near(~hole, SEAM_BAND_PX)
     rows, cols = np.nonzero(band.any(axis=1))[0], np.nonzero(band.any(axis=0))[0]
     m = SEAM_MARGIN_PX
     y0, y1 = max(0, rows[0] - m), min(hole.shape[0], rows[-1] + 1 + m)
@@ -147,8 +149,7 @@ def distinctive(image: np.ndarray, hole: np.ndarray, share: float, keep_px: int)
     energy[1:, :] += np.abs(np.diff(g, axis=0))
     energy = box_sum(energy, 5)
     context = ~hole
-    near = box_sum(hole.astype(np.float32), keep_px) > 0  # within keep_px of the hole
-    candidates = context & ~near
+    candidates = context & ~near(hole, keep_px)  # off the strip next to the hole
     if not candidates.any():
         return np.zeros_like(hole)
     limit = np.quantile(energy[context], 1.0 - share)
@@ -224,14 +225,27 @@ def _target_windows(hole: np.ndarray) -> np.ndarray:
 
 
 def _describe(img: np.ndarray, corners: np.ndarray) -> np.ndarray:
-    """Each window's means over DESC x DESC cells, flattened (N x DESC*DESC*channels)."""
+    """Each window's means over DESC x DESC cells, flattened (N x DESC*DESC*channels).
+
+    Gathered DESCRIBE_CHUNK windows at a time, so memory follows the chunk, not the frame.
+    """
     cell = BLOCK // DESC
-    h, w, ch = img.shape
-    c = np.pad(img.astype(np.float64), [(1, 0), (1, 0), (0, 0)]).cumsum(0).cumsum(1)
-    means = (c[cell:, cell:] - c[:-cell, cell:] - c[cell:, :-cell] + c[:-cell, :-cell]) / (
-        cell * cell
-    )  # means[y, x] = mean of the cell whose top-left is (y, x)
-    offs = np.arange(DESC) * cell
-    ys = corners[:, 0, None, None] + offs[None, :, None]
-    xs = corners[:, 1, None, None] + offs[None, None, :]
-    return means[ys, xs].reshape(len(corners), DESC * DESC * ch).astype(np.float32)
+    ch = img.shape[2]
+    out = np.empty((len(corners), DESC * DESC * ch), np.float32)
+    offs = np.arange(BLOCK)
+    for lo in range(0, len(corners), DESCRIBE_CHUNK):
+        part = corners[lo : lo + DESCRIBE_CHUNK]
+        ys = part[:, 0, None, None] + offs[None, :, None]
+        xs = part[:, 1, None, None] + offs[None, None, :]
+        wins = img[ys, xs].reshape(len(part), DESC, cell, DESC, cell, ch)
+        out[lo : lo + len(part)] = wins.mean(axis=(2, 4), dtype=np.float32).reshape(len(part), -1)
+    return out
+
+
+def near(mask: np.ndarray, r: int) -> np.ndarray:
+    """Pixels within ``r`` (square) of a True pixel of ``mask``: int32 separable box sums."""
+    m = np.pad(mask.astype(np.int32), r)
+    c = np.pad(m, [(1, 0), (0, 0)]).cumsum(axis=0, dtype=np.int32)
+    rows = c[2 * r + 1 :] - c[: -2 * r - 1]
+    c = np.pad(rows, [(0, 0), (1, 0)]).cumsum(axis=1, dtype=np.int32)
+    return (c[:, 2 * r + 1 :] - c[:, : -2 * r - 1]) > 0
