@@ -13,6 +13,8 @@
    blocks overlapping under a smooth window. A source block already used costs more
    each time it is chosen again (``REUSE_PENALTY``), so one patch of texture is not
    stamped over the whole band.
+3. **The seam band at full scale.** The SEAM_BAND_PX of the hole next to the context
+   are filled again by PatchMatch at full scale (``refill_seam``).
 
 Pure: numpy arrays in and out; the same image, hole and seed give the same pixels.
 """
