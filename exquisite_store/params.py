@@ -11,7 +11,7 @@ from typing import Literal, get_args
 Direction = Literal["right", "left", "up", "down"]
 SeamStrategy = Literal["hard", "feather", "match"]
 ImmutablePolicy = Literal["outside-seam", "all-old"]
-BackendName = Literal["patchmatch", "replay", "openai"]
+BackendName = Literal["patchmatch", "patchmatch-fast", "replay", "openai"]
 #: every quality any backend knows; each model's own list is checked by its backend
 Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
 InputFidelity = Literal["low", "high"]

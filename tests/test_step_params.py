@@ -31,7 +31,11 @@ CASES = [
         "nothing",
         "immutable_policy must be one of outside-seam, all-old, not 'nothing'",
     ),
-    ("backend", "magic", "backend must be one of patchmatch, replay, openai, not 'magic'"),
+    (
+        "backend",
+        "magic",
+        "backend must be one of patchmatch, patchmatch-fast, replay, openai, not 'magic'",
+    ),
     (
         "quality",
         "ultra",

@@ -267,7 +267,9 @@ def test_retry_of_an_unknown_backend_is_refused_with_the_field(client, world) ->
     )
     # the attempt's recipe names the fake backend, which this installation does not know
     assert resp.status_code == 400
-    assert resp.get_json()["error"].startswith("backend must be one of patchmatch, replay, openai")
+    assert resp.get_json()["error"].startswith(
+        "backend must be one of patchmatch, patchmatch-fast, replay, openai"
+    )
     assert world["store"].refs.branches("garden") == before
 
 

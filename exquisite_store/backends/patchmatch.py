@@ -1,6 +1,8 @@
 """The offline default: PatchMatch content-aware fill (``pypatchmatch``), seeded.
 
-It ignores prompt text. Fills run in warm worker processes (one pool per process,
+It ignores prompt text. ``patchmatch-fast`` is the coarse-to-fine fill of
+``coarse_fill`` through the same pool; ``patchmatch`` stays the full-scale fill that
+the stored ids were made with. Fills run in warm worker processes (one pool per process,
 started on the first fill and reused by every step after it), the ``n`` candidates
 in parallel across the cores, so a slow fill can be cancelled and never holds the
 GIL of a server.
@@ -41,6 +43,13 @@ def fill_png(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int) ->
     return imageio.encode_png(imageio.from_array(fill(image, hole, seed, patch_size)))
 
 
+def fast_fill_png(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int) -> bytes:
+    """``coarse_fill.fill`` (the ``patchmatch-fast`` fill), encoded as a PNG (a worker's job)."""
+    from exquisite_store.backends import coarse_fill
+
+    return imageio.encode_png(imageio.from_array(coarse_fill.fill(image, hole, seed, patch_size)))
+
+
 def warm_up() -> None:  # pragma: no cover - runs in a worker
     """Load the native library once, when a worker starts."""
     from patchmatch import patch_match
@@ -58,6 +67,8 @@ class PatchMatchBackend(LocalBackend):
 
     name = "patchmatch"
     ignores_prompt = True
+    #: the worker's job: one candidate's fill, as a PNG
+    job = staticmethod(fill_png)
 
     def __init__(
         self,
@@ -80,7 +91,17 @@ class PatchMatchBackend(LocalBackend):
         image = np.ascontiguousarray(request.image[:, :, :3])
         jobs = [(image, hole, request.seed + i, self.patch_size) for i in range(request.n)]
         if self.in_process:
-            outs = [fill_png(*job) for job in jobs]
+            outs = [self.job(*job) for job in jobs]
         else:
-            outs = self.pool.run(fill_png, jobs, cancel=cancel, deadline_s=self.deadline_s)
+            outs = self.pool.run(self.job, jobs, cancel=cancel, deadline_s=self.deadline_s)
         return BackendResult(images=outs, metadata={"patch_size": str(self.patch_size)})
+
+
+class FastPatchMatchBackend(PatchMatchBackend):
+    """The coarse-to-fine fill (``coarse_fill``): about 6x faster, no copy of the picture.
+
+    Same pool, cancel and deadline as ``patchmatch``; candidate ``i`` uses ``seed + i``.
+    """
+
+    name = "patchmatch-fast"
+    job = staticmethod(fast_fill_png)

@@ -13,6 +13,10 @@ def make_backend(name: str, store: Store, session: str) -> Backend:
         from exquisite_store.backends.patchmatch import PatchMatchBackend
 
         return PatchMatchBackend()
+    if name == "patchmatch-fast":
+        from exquisite_store.backends.patchmatch import FastPatchMatchBackend
+
+        return FastPatchMatchBackend()
     if name == "replay":
         from exquisite_store.backends.replay import ReplayBackend
 

@@ -87,7 +87,9 @@ def step(
         )
         return
     p = req.params
-    ignores = " (it ignores the prompt text)" if p.backend == "patchmatch" and prompt else ""
+    ignores = (
+        " (it ignores the prompt text)" if p.backend.startswith("patchmatch") and prompt else ""
+    )
     click.echo(f"step {session}: {p.direction} +{p.extension_px}px with {p.backend}{ignores}")
     try:
         out = core.grow(store, req, observer=PhaseLine())
