@@ -84,8 +84,13 @@ def test_attempt_page_and_twin(client, world) -> None:
 def test_compare_page_and_twin(client, world) -> None:
     a, b = world["side"]
     html = client.get(f"/compare?ids={a},{b}").get_data(as_text=True)
-    assert f"/-/canvas/{a}.png" in html and f"/-/diff/{a}/{b}.png" in html
-    assert client.get(f"/compare.json?ids={a},{b}").get_json()["ids"] == [a, b]
+    assert f"/-/diff/{a}/{b}.png" in html
+    data = client.get(f"/compare.json?ids={a},{b}").get_json()
+    assert data["ids"] == [a, b]
+    # each canvas is drawn from its tiles: no full-canvas PNG is composed for a compare
+    assert "/-/canvas/" not in html
+    for it in data["items"]:
+        assert it["tiles"] and all(f"/-/objects/{t['id']}" in html for t in it["tiles"])
     assert client.get(f"/-/diff/{a}/{b}.png").status_code == 200
 
 

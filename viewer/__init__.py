@@ -35,10 +35,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
     from viewer import actions, assets, jobs, pages, security, web
-    from viewer.contexts import PageOptions, StepsMemo
+    from viewer.contexts import PageOptions, RefsSnapshot, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
-        branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()), memo=StepsMemo()
+        branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()),
+        memo=StepsMemo(),
+        window=app.config.get("EXPORT_WINDOW"),
+        full_canvases=not app.config["EXPORT"] or bool(app.config.get("EXPORT_FULL_CANVASES")),
+        snapshot=RefsSnapshot() if app.config["EXPORT"] else None,
     )
     app.extensions["exq_sse_slots"] = threading.BoundedSemaphore(
         max(0, int(app.config["SSE_MAX_STREAMS"]))

@@ -6,27 +6,43 @@ or copies each recorded path until nothing new is linked. So the export never dr
 from the viewer and never has a dangling link. Files are named by id: a re-export
 writes only what is new or changed. Where an export may go, how each file is written
 and what ``--prune`` may remove: ``export_files``.
+
+What keeps it linear in the session: step pages draw the canvas from the store's tiles
+(linked once, shared by every page) around the step's new band, compare pages only
+where their steps differ; full-canvas PNGs are written for branch heads only (every
+step with ``full_canvases``); a page whose inputs (``page_inputs``) are what the last
+export rendered it from is not rendered again, its links followed from the record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+
+import blake3
 
 from exquisite_store import imageio
 from exquisite_store.errors import ExqError, StoreError, UserError
 from exquisite_store.manifests import to_builtins
 from exquisite_store.store import Store
+from exquisite_store.store.canvas import write_canvas_png
 from viewer import create_app, derived_images
-from viewer.contexts import session_steps
+from viewer.contexts import PageOptions, session_family, session_steps
 from viewer.export_files import ExportReport, ExportWriter, open_target
 from viewer.export_folders import seed_layout
 from viewer.web import live_url
 
 PAGES = ("index", "session", "gallery", "step", "attempt", "compare")
-STATIC = Path(__file__).resolve().parent / "static"
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+#: how far (px) around a step's new band its exported page shows the canvas
+WINDOW = 512
+#: zlib level of exported full-canvas PNGs (1 is about 1.4x faster than 6, a little larger)
+PNG_LEVEL = 3
 
 
 def count_pages(store: Store, session: str) -> int:
@@ -44,9 +60,13 @@ def export_session(
     layout_steps: bool = False,
     prune: bool = False,
     force: bool = False,
+    full_canvases: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
-    """Write SESSION as a static site into ``out`` (see ``export_files.open_target``)."""
+    """Write SESSION as a static site into ``out`` (see ``export_files.open_target``).
+
+    ``full_canvases``: a full-canvas PNG of every step, not only of branch heads.
+    """
     store = Store.open(store_root)
     sess = store.session(session)
     known = store.refs.branches(session)
@@ -60,37 +80,40 @@ def export_session(
             "EXPORT": True,
             "TESTING": True,
             "EXPORT_BRANCHES": set(branches or []),
+            "EXPORT_WINDOW": WINDOW,
+            "EXPORT_FULL_CANVASES": full_canvases,
         }
     )
     client = app.test_client()
     report = ExportReport()
     w = ExportWriter(out, report, previous, store.root)
     try:
-        links: dict = app.extensions.setdefault("export_links", {})
-        links["index.html"] = ("session", session, {})
-        links["gallery.html"] = ("gallery", session, {})
-        done: set[str] = set()
-        while len(done) < len(links):
-            for path, (kind, value, params) in list(links.items()):
-                if path in done:
-                    continue
-                done.add(path)
-                if kind in PAGES:
-                    with app.test_request_context():
-                        url = live_url(kind, value, **params)
-                    resp = client.get(url, headers={"X-Export-Depth": str(path.count("/"))})
-                    if resp.status_code != 200:  # the viewer's own reason, asked for as JSON
-                        again = client.get(url, headers={"Accept": "application/json"})
-                        why = again.get_json(silent=True) or {}
-                        reason = why.get("error") or f"status {resp.status_code}"
-                        raise StoreError(f"cannot export {url}: {reason}")
-                    w.put(path, resp.get_data())
-                    report.pages += 1
-                    if progress:
-                        progress(path)
-                else:
-                    _file(store, w, path, kind, value, params)
-                    report.files += 1
+        opts: PageOptions = app.extensions["exq_page_options"]
+        inputs = functools.partial(page_inputs, store, session, opts)
+        links: dict[str, tuple[str, str, dict]] = {
+            "index.html": ("session", session, {}),
+            "gallery.html": ("gallery", session, {}),
+        }
+        queue = list(links)
+        for path in queue:  # grows as pages link new paths
+            kind, value, params = links[path]
+            if kind not in PAGES:
+                _file(store, w, path, kind, value, params)
+                report.files += 1
+                continue
+            key = inputs(path, kind, value, params)
+            made = w.page_known(path, key) if key else None
+            if made is None:
+                made = _render(app, client, w, path, kind, value, params)
+                if key:
+                    w.record_page(path, key, made)
+                report.pages += 1
+            if progress:
+                progress(path)
+            for target, *link in made:
+                if target not in links:
+                    links[target] = tuple(link)
+                    queue.append(target)
         if layout_steps:
             names = branches or sorted(known)
             seed_layout(store, session, names, store.refs.current_branch(session), w.put)
@@ -115,6 +138,55 @@ def export_session(
     return report
 
 
+def _render(app, client, w: ExportWriter, path: str, kind: str, value: str, params: dict) -> list:
+    """Render one page through the app into the export; the links it made."""
+    made: dict[str, tuple[str, str, dict]] = {}
+    app.extensions["export_links"] = made  # href() records this page's links here
+    with app.test_request_context():
+        url = live_url(kind, value, **params)
+    resp = client.get(url, headers={"X-Export-Depth": str(path.count("/"))})
+    if resp.status_code != 200:  # the viewer's own reason, asked for as JSON
+        again = client.get(url, headers={"Accept": "application/json"})
+        why = again.get_json(silent=True) or {}
+        reason = why.get("error") or f"status {resp.status_code}"
+        raise StoreError(f"cannot export {url}: {reason}")
+    w.put(path, resp.get_data())
+    return [(target, *link) for target, link in made.items()]
+
+
+@functools.cache
+def code_key() -> str:
+    """A hash of the code that renders pages: a new exporter renders every page again."""
+    h = blake3.blake3()
+    roots = (HERE, HERE.parent / "exquisite_store")
+    for f in sorted(p for r in roots for p in r.rglob("*") if p.suffix in (".py", ".html")):
+        h.update(f.as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def page_inputs(
+    store: Store, session: str, opts: PageOptions, path: str, kind: str, value: str, params: dict
+) -> str | None:
+    """A hash of everything a page's bytes depend on; None for pages always rendered.
+
+    Steps and attempts never change (their id names their content); what can is a
+    step's family (children, failed tries, the branches at it), and the options of
+    the export. The session page and the gallery show every head: always rendered.
+    """
+    if kind == "step":
+        fam = session_family(store, session, opts)
+        what = [fam.children.get(value, []), fam.failed.get(value, []), fam.heads.get(value, [])]
+    elif kind == "attempt":
+        what = []
+    elif kind == "compare":
+        what = list(params.get("ids", []))
+    else:
+        return None
+    flags = [sorted(opts.branches), opts.window, opts.full_canvases]
+    blob = json.dumps([code_key(), path, kind, value, flags, what], sort_keys=True)
+    return blake3.blake3(blob.encode()).hexdigest()
+
+
 def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, params: dict) -> None:
     if kind == "object":  # object_path refuses a link anywhere below the store's root
         w.link(path, store.storage.object_path(value))
@@ -124,14 +196,27 @@ def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, param
         if not w.known(path, f"step:{value}"):
             w.put(path, canvas_png_with_recipe(store, value), eid=f"step:{value}")
     elif kind == "thumb":
-        w.link(path, derived_images.thumb_png(store, store.step(value).result.canvas_id))
-    elif kind == "diff":
-        a, b = store.step(value), store.step(params["b"])
-        w.link(
+        step = store.step(value)
+        cid = step.result.canvas_id
+        parent = store.step(step.parent).result.canvas_id if step.parent else None
+        _derived(
+            store,
+            w,
             path,
-            derived_images.diff_png(
-                store, store.canvas(a), store.canvas(b), a.result.canvas_id, b.result.canvas_id
-            ),
+            derived_images.thumb_name(cid),
+            f"thumb:{cid}",
+            lambda: derived_images.thumb_data(store, cid, parent),
+        )
+    elif kind == "diff":
+        a, b = store.step(value).result.canvas_id, store.step(params["b"]).result.canvas_id
+        name = derived_images.diff_name(a, b, derived_images.diff_rect(store, a, b))
+        _derived(
+            store,
+            w,
+            path,
+            name,
+            "diff:" + name.split("/", 1)[1],
+            lambda: derived_images.diff_data(store, a, b),
         )
     elif kind == "static":
         w.put(path, (STATIC / value).read_bytes())
@@ -139,8 +224,28 @@ def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, param
         raise ExqError(f"cannot export a {kind}")
 
 
-def canvas_png_with_recipe(store: Store, step_id: str) -> bytes:
-    """A step's full canvas as PNG, with its step id, parent and recipe in an iTXt chunk."""
+def _derived(
+    store: Store, w: ExportWriter, path: str, name: str, eid: str, make: Callable[[], bytes]
+) -> None:
+    """A thumbnail or diff: the viewer's cached file when there is one, else made here.
+
+    Made here, it is not cached in the store (an export adds nothing to the store);
+    a re-export knows it by ``eid`` (what it was made from) and its size.
+    """
+    if w.known(path, eid):
+        return
+    found = derived_images.find_cached(store, name)
+    if found is not None:
+        w.link(path, found, eid=eid)
+    else:
+        w.put(path, make(), eid=eid)
+
+
+def canvas_png_with_recipe(store: Store, step_id: str, level: int = PNG_LEVEL) -> bytes:
+    """A step's full canvas as PNG, with its step id, parent and recipe in an iTXt chunk.
+
+    Encoded band by band from the tiles: memory follows one row of tiles.
+    """
     step = store.step(step_id)
     meta = {
         "step": step_id,
@@ -151,9 +256,12 @@ def canvas_png_with_recipe(store: Store, step_id: str) -> bytes:
         "recipe_id": step.recipe_id,
         "prompt": store.objects.get_text(step.recipe.prompt_id) if step.recipe else "",
     }
-    pixels = store.canvas_pixels(step)
-    return imageio.encode_png(
-        imageio.from_array(pixels),
-        compress_level=6,
+    buf = io.BytesIO()
+    write_canvas_png(
+        store.objects,
+        store.canvas(step),
+        buf,
+        compress_level=level,
         text={imageio.ITXT_KEY: json.dumps(meta, sort_keys=True)},
     )
+    return buf.getvalue()

@@ -58,7 +58,7 @@ def parse_ids(text: str) -> list[str]:
 def compare_page(json: bool = False):
     """Two or more steps side by side, slider, flip-book, diff."""
     ids = parse_ids(request.args.get("ids", ""))
-    return _page("compare.html", contexts.compare_context(get_store(), ids), json)
+    return _page("compare.html", contexts.compare_context(get_store(), ids, page_options()), json)
 
 
 @bp.get("/s/<name:name>/gallery")

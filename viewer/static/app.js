@@ -172,7 +172,7 @@
     input.addEventListener("input", () => { over.style.clipPath = `inset(0 0 0 ${input.value}%)`; });
   });
   $$("[data-flip]").forEach((box) => {
-    const imgs = $$("img", box);
+    const imgs = $$("[data-label]", box);
     const label = box.nextElementSibling;
     let i = 0;
     setInterval(() => {
