@@ -43,7 +43,7 @@ ALL_IMAGES_LOADED = """(sel) => {
 
 # the flip-book shows its second image, alone, under that image's label
 FLIPPED_TO = """(want) => {
-  const imgs = Array.from(document.querySelectorAll("[data-flip] img"));
+  const imgs = Array.from(document.querySelectorAll("[data-flip] > [data-label]"));
   const label = document.querySelector("[data-flip-label]").textContent;
   return label === want && imgs[0].hidden && !imgs[1].hidden;
 }"""
@@ -276,7 +276,10 @@ def journey(page: Page) -> None:
     page.get_by_role("link", name="compare the candidates").click()
     page.wait_for_url("**/compare?ids=*")
     assert page.url.endswith(f"/compare?ids={alt[0]},{alt[1]}")
-    assert wait_images(page, "main img") == 7  # 2 side by side, 2 slider, 1 diff, 2 flip
+    # each canvas is drawn from its tiles (2 side by side, 2 slider, 2 flip), plus the diff
+    per_canvas = page.locator("#side figure").first.locator("img.tile").count()
+    assert per_canvas >= 4  # photo.png is 512x384, grown down: 2x2 tiles of 256 at least
+    assert wait_images(page, "main img") == 6 * per_canvas + 1
     over = page.locator("[data-slider] .over")
     assert "50%" in over.evaluate("e => e.style.clipPath")
     page.locator("[data-slider-input]").fill("20")

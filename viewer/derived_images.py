@@ -82,7 +82,8 @@ def find_cached(store: Store, name: str) -> Path | None:
     root = store.root
     assert root is not None, "the viewer serves a store on disk"
     for base, top in _bases(root):
-        if nofollow.lstat(top, (base / name).relative_to(top).as_posix()) is not None:
+        st = nofollow.lstat(top, (base / name).relative_to(top).as_posix())
+        if st is not None and st.st_size > 0:  # empty: left by a crash (written unsynced)
             return base / name
     return None
 
@@ -100,7 +101,7 @@ def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
     assert root is not None, "the viewer serves a store on disk"
     data = make()
     try:
-        atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp")
+        atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp", durable=False)
         return root / "cache" / name
     except ArtifactWriteError as exc:
         if exc.details.get("errno") not in UNWRITABLE:
@@ -110,7 +111,7 @@ def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
         if not _private(base, create=True):
             continue
         try:
-            atomic_write(base / name, data, tmp_dir=(base / name).parent)
+            atomic_write(base / name, data, tmp_dir=(base / name).parent, durable=False)
             return base / name
         except ArtifactWriteError as exc:
             last = exc

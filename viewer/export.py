@@ -20,7 +20,9 @@ import contextlib
 import functools
 import io
 import json
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -87,6 +89,7 @@ def export_session(
     client = app.test_client()
     report = ExportReport()
     w = ExportWriter(out, report, previous, store.root)
+    canvases = _Canvases(store, w)
     try:
         opts: PageOptions = app.extensions["exq_page_options"]
         inputs = functools.partial(page_inputs, store, session, opts)
@@ -95,11 +98,11 @@ def export_session(
             "gallery.html": ("gallery", session, {}),
         }
         queue = list(links)
+        files: list[str] = []
         for path in queue:  # grows as pages link new paths
             kind, value, params = links[path]
             if kind not in PAGES:
-                _file(store, w, path, kind, value, params)
-                report.files += 1
+                files.append(path)  # written once every page is known (see _write_files)
                 continue
             key = inputs(path, kind, value, params)
             made = w.page_known(path, key) if key else None
@@ -108,12 +111,17 @@ def export_session(
                 if key:
                     w.record_page(path, key, made)
                 report.pages += 1
+                report.rendered.add(path)
             if progress:
                 progress(path)
             for target, *link in made:
                 if target not in links:
                     links[target] = tuple(link)
                     queue.append(target)
+                    if link[0] == "canvas":  # start encoding it now, beside the pages
+                        canvases.want(target, link[1])
+            canvases.flush()
+        _write_files(store, w, session, opts, {p: links[p] for p in files}, canvases)
         if layout_steps:
             names = branches or sorted(known)
             seed_layout(store, session, names, store.refs.current_branch(session), w.put)
@@ -131,9 +139,11 @@ def export_session(
         if prune:
             w.prune()
     except BaseException:
+        canvases.close()
         with contextlib.suppress(ExqError):  # keep what was written listed, if the disk lets us
             w.finish(session)
         raise
+    canvases.close()
     w.finish(session)
     return report
 
@@ -187,14 +197,73 @@ def page_inputs(
     return blake3.blake3(blob.encode()).hexdigest()
 
 
+class _Canvases:
+    """Full-canvas PNGs, encoded on a thread beside the rest of the export.
+
+    zlib and PNG decoding let go of the GIL, so a head's canvas is encoded while pages
+    render; the results are written by the export's own thread, in order.
+    """
+
+    def __init__(self, store: Store, w: ExportWriter) -> None:
+        self.store, self.w = store, w
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-png")
+        self.pending: deque[tuple[str, str, Future]] = deque()
+
+    def want(self, path: str, step_id: str) -> None:
+        """Encode a step's canvas into ``path``, unless the last export's file is still whole."""
+        # the export's dearest work: skipped when the file the previous export wrote
+        # from this step is still there, whole
+        if not self.w.known(path, f"step:{step_id}"):
+            fut = self.pool.submit(canvas_png_with_recipe, self.store, step_id)
+            self.pending.append((path, step_id, fut))
+
+    def flush(self, wait: bool = False) -> None:
+        """Write the PNGs that are done (all of them, waiting, with ``wait``)."""
+        while self.pending and (wait or self.pending[0][2].done()):
+            path, step_id, fut = self.pending.popleft()
+            self.w.put(path, fut.result(), eid=f"step:{step_id}")
+
+    def close(self) -> None:
+        """Stop: what has not started is dropped (a failed export), the rest finishes."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_files(
+    store: Store,
+    w: ExportWriter,
+    session: str,
+    opts: PageOptions,
+    files: dict[str, tuple],
+    canvases: _Canvases,
+) -> None:
+    """Write the files the pages link to, in an order that decodes each tile once.
+
+    Thumbnails and diffs go step by step in the order the steps were made (a step's
+    thumbnail reduces its new tiles, its diff with its parent reads the same tiles
+    again while they are remembered). Full-canvas PNGs were started as the pages
+    linked them (``_Canvases``); they are written as they finish.
+    """
+    steps = session_steps(store, session, opts)
+    made = {sid: i for i, sid in enumerate(sorted(steps, key=lambda s: (steps[s].created_ms, s)))}
+    rank = {"static": 0, "object": 1, "thumb": 2, "diff": 2}
+
+    def order(path: str) -> tuple:
+        kind, value, params = files[path]
+        sid = params.get("b", value)
+        return rank.get(kind, 3), made.get(sid, len(made)), kind != "thumb", path
+
+    for path in sorted(files, key=order):
+        kind, value, params = files[path]
+        w.report.files += 1
+        if kind != "canvas":  # canvases: see _Canvases
+            _file(store, w, path, kind, value, params)
+        canvases.flush()
+    canvases.flush(wait=True)
+
+
 def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, params: dict) -> None:
     if kind == "object":  # object_path refuses a link anywhere below the store's root
         w.link(path, store.storage.object_path(value))
-    elif kind == "canvas":
-        # composing a whole canvas is the export's dearest work: skip it when the file
-        # the previous export wrote from this step is still there, whole
-        if not w.known(path, f"step:{value}"):
-            w.put(path, canvas_png_with_recipe(store, value), eid=f"step:{value}")
     elif kind == "thumb":
         step = store.step(value)
         cid = step.result.canvas_id
@@ -209,15 +278,11 @@ def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, param
         )
     elif kind == "diff":
         a, b = store.step(value).result.canvas_id, store.step(params["b"]).result.canvas_id
-        name = derived_images.diff_name(a, b, derived_images.diff_rect(store, a, b))
-        _derived(
-            store,
-            w,
-            path,
-            name,
-            "diff:" + name.split("/", 1)[1],
-            lambda: derived_images.diff_data(store, a, b),
-        )
+        if not w.known(path, f"diff:{a}-{b}"):  # the rectangle follows from the canvases
+            name = derived_images.diff_name(a, b, derived_images.diff_rect(store, a, b))
+            _derived(
+                store, w, path, name, f"diff:{a}-{b}", lambda: derived_images.diff_data(store, a, b)
+            )
     elif kind == "static":
         w.put(path, (STATIC / value).read_bytes())
     else:

@@ -80,6 +80,7 @@ class ExportReport:
     removed: int = 0
     skipped: int = 0
     paths: set[str] = field(default_factory=set)
+    rendered: set[str] = field(default_factory=set)
 
 
 def _strerror(exc: OSError) -> str:
