@@ -170,6 +170,17 @@ def canvas_level(
     return out
 
 
+def remembered(canvas_id: str, factor: int) -> Level | None:
+    """A canvas's level if this process has it at hand."""
+    return _LEVELS.get((canvas_id, factor))
+
+
+def remember(canvas_id: str, level: Level) -> None:
+    """Keep a canvas's level at hand (one read back from a cache, say)."""
+    level.pixels.flags.writeable = False
+    _LEVELS.put((canvas_id, level.factor), level, level.pixels.nbytes + 200)
+
+
 def thumb_factor(canvas: Canvas, scale: float) -> int:
     """The coarsest level still at least as fine as ``scale`` (a power of two)."""
     f = 1

@@ -12,6 +12,7 @@ is never read through a symbolic link.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
@@ -27,7 +28,7 @@ from typing import BinaryIO
 import numpy as np
 
 from exquisite_store import imageio
-from exquisite_store.errors import ArtifactWriteError, NotFound
+from exquisite_store.errors import ArtifactWriteError, ExqError, NotFound
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.manifests import Canvas
 from exquisite_store.store import Store, compose, nofollow
@@ -42,10 +43,16 @@ UNWRITABLE = frozenset({"EROFS", "EACCES", "EPERM"})
 
 def fallback_dirs(root: Path) -> list[Path]:
     """Caches outside the store for ``root``: in the user's cache folder, then in temp."""
-    key = hashlib.blake2b(str(root.resolve()).encode(), digest_size=10).hexdigest()
     home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return list(_fallback_dirs(str(root), home, tempfile.gettempdir()))
+
+
+@functools.lru_cache(maxsize=64)
+def _fallback_dirs(root: str, home: str, temp: str) -> tuple[Path, ...]:
+    """``fallback_dirs`` for one store path and environment (resolving a path costs)."""
+    key = hashlib.blake2b(str(Path(root).resolve()).encode(), digest_size=10).hexdigest()
     user = f"exquisite-store-{os.getuid()}" if hasattr(os, "getuid") else "exquisite-store"
-    return [Path(home) / "exquisite-store" / key, Path(tempfile.gettempdir()) / user / key]
+    return (Path(home) / "exquisite-store" / key, Path(temp) / user / key)
 
 
 def _bases(root: Path) -> list[tuple[Path, Path]]:
@@ -163,8 +170,46 @@ def thumbnail(
     canvas = store.objects.get_manifest(canvas_id, Canvas)
     scale, w, h = thumb_size(canvas, box)
     factor = canvas_levels.thumb_factor(canvas, scale)
+    if parent_id is not None and canvas_levels.remembered(parent_id, factor) is None:
+        _load_level(store, parent_id, factor)
     level = canvas_levels.canvas_level(store, canvas_id, factor, parent_id)
     return canvas_levels.scale_level(level, canvas, (w, h))
+
+
+def level_name(canvas_id: str, factor: int) -> str:
+    """Where a canvas's level is cached (under ``cache/``)."""
+    return f"level/{factor}/{canvas_id}.png"
+
+
+def keep_level(store: Store, canvas_id: str) -> None:
+    """Cache the level a canvas's thumbnail is made from.
+
+    For a branch head: the next step's thumbnail starts from it, in another process too.
+    """
+    canvas = store.objects.get_manifest(canvas_id, Canvas)
+    factor = canvas_levels.thumb_factor(canvas, thumb_size(canvas)[0])
+    if factor == 1 or find_cached(store, level_name(canvas_id, factor)) is not None:
+        return  # level 1 is the canvas itself: its tiles are at hand already
+    level = canvas_levels.canvas_level(store, canvas_id, factor)
+    data = imageio.encode_png(imageio.from_array(np.ascontiguousarray(level.pixels)))
+    _cached(store, level_name(canvas_id, factor), lambda: data)
+
+
+def _load_level(store: Store, canvas_id: str, factor: int) -> None:
+    """Read a cached level back (if there is one and it fits the canvas) and keep it at hand."""
+    found = find_cached(store, level_name(canvas_id, factor))
+    if found is None:
+        return
+    try:
+        with open_cached(store, found) as f:
+            pixels = imageio.to_array(imageio.decode(f.read(), what="a cached level"))
+    except (ExqError, OSError):
+        return  # unreadable: the level is made again from the tiles
+    canvas = store.objects.get_manifest(canvas_id, Canvas)
+    rect = canvas_levels.level_rect(canvas_rect(canvas), factor)
+    channels = 4 if canvas.mode == "RGBA" else 3
+    if pixels.shape == (rect.h, rect.w, channels):
+        canvas_levels.remember(canvas_id, canvas_levels.Level(factor, rect, pixels))
 
 
 def thumb_name(canvas_id: str) -> str:

@@ -221,7 +221,13 @@ class _Canvases:
         """Write the PNGs that are done (all of them, waiting, with ``wait``)."""
         while self.pending and (wait or self.pending[0][2].done()):
             path, step_id, fut = self.pending.popleft()
-            self.w.put(path, fut.result(), eid=f"step:{step_id}")
+            try:
+                data = fut.result()
+            except UserError:
+                raise
+            except ExqError as exc:  # the store could not give it (a link, a damaged object)
+                raise StoreError(f"cannot export {path}: {exc.message}") from None
+            self.w.put(path, data, eid=f"step:{step_id}")
 
     def close(self) -> None:
         """Stop: what has not started is dropped (a failed export), the rest finishes."""
@@ -252,18 +258,24 @@ def _write_files(
         sid = params.get("b", value)
         return rank.get(kind, 3), made.get(sid, len(made)), kind != "thumb", path
 
+    heads = set(session_family(store, session, opts).heads)
     for path in sorted(files, key=order):
         kind, value, params = files[path]
         w.report.files += 1
         if kind != "canvas":  # canvases: see _Canvases
             _file(store, w, path, kind, value, params)
+        if kind == "thumb" and value in heads:  # the next step's thumbnail starts from it
+            derived_images.keep_level(store, store.step(value).result.canvas_id)
         canvases.flush()
     canvases.flush(wait=True)
 
 
 def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, params: dict) -> None:
-    if kind == "object":  # object_path refuses a link anywhere below the store's root
-        w.link(path, store.storage.object_path(value))
+    if kind == "object":
+        # an object's place in the export is its place in the store: the previous export's
+        # entry names it, and while that file is whole the store is not even looked at
+        if not w.known(path, path):  # object_path refuses a link anywhere below the root
+            w.link(path, store.storage.object_path(value))
     elif kind == "thumb":
         step = store.step(value)
         cid = step.result.canvas_id
