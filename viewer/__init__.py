@@ -35,7 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
     from viewer import actions, assets, jobs, pages, security, web
-    from viewer.contexts import PageOptions, RefsSnapshot, StepsMemo
+    from viewer.page_options import PageOptions, RefsSnapshot, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
         branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()),
