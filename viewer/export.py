@@ -36,15 +36,16 @@ from viewer import create_app, derived_images
 from viewer.contexts import PageOptions, session_family, session_steps
 from viewer.export_files import ExportReport, ExportWriter, open_target
 from viewer.export_folders import seed_layout
-from viewer.web import live_url
+from viewer.web import export_path, live_url
 
 PAGES = ("index", "session", "gallery", "step", "attempt", "compare")
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 #: how far (px) around a step's new band its exported page shows the canvas
 WINDOW = 512
-#: zlib level of exported full-canvas PNGs (1 is about 1.4x faster than 6, a little larger)
-PNG_LEVEL = 3
+#: zlib level of exported full-canvas PNGs: a head's PNG is written again whenever its
+#: branch moves, and 1 is about 1.4x faster than 6 (a little larger on photographs)
+PNG_LEVEL = 1
 
 
 def count_pages(store: Store, session: str) -> int:
@@ -88,7 +89,7 @@ def export_session(
     )
     client = app.test_client()
     report = ExportReport()
-    w = ExportWriter(out, report, previous, store.root)
+    w = ExportWriter(out, report, previous, store.root, path_of=_path_of)
     canvases = _Canvases(store, w)
     try:
         opts: PageOptions = app.extensions["exq_page_options"]
@@ -148,6 +149,11 @@ def export_session(
     return report
 
 
+def _path_of(kind: str, value: str, params: dict) -> str:
+    """Where ``href`` (or ``static_href``) puts a link's file in the export."""
+    return f"static/{value}" if kind == "static" else export_path(kind, value, **params)
+
+
 def _render(app, client, w: ExportWriter, path: str, kind: str, value: str, params: dict) -> list:
     """Render one page through the app into the export; the links it made."""
     made: dict[str, tuple[str, str, dict]] = {}
@@ -194,7 +200,7 @@ def page_inputs(
         return None
     flags = [sorted(opts.branches), opts.window, opts.full_canvases]
     blob = json.dumps([code_key(), path, kind, value, flags, what], sort_keys=True)
-    return blake3.blake3(blob.encode()).hexdigest()
+    return blake3.blake3(blob.encode()).hexdigest(length=16)
 
 
 class _Canvases:
