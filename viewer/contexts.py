@@ -358,6 +358,19 @@ def compare_context(store: Store, ids: list[str], opts: PageOptions = DEFAULT) -
 def gallery_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """Each branch head, big."""
     sess = store.session(session)
+    steps = session_steps(store, session, opts)
+    depth: dict[str | None, int] = {None: -1}
+
+    def depth_of(sid: str) -> int:
+        chain = []
+        while sid not in depth:  # walk up to a step whose depth is known (iteratively)
+            chain.append(sid)
+            sid = steps[sid].parent if sid in steps else store.step(sid).parent
+        for up in reversed(chain):
+            parent = steps[up].parent if up in steps else store.step(up).parent
+            depth[up] = depth[parent] + 1
+        return depth[chain[0]] if chain else depth[sid]
+
     heads = []
     for name, sid in sorted(branches_in_scope(store, session, opts).items()):
         step = store.step(sid)
@@ -367,7 +380,7 @@ def gallery_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
                 "id": sid,
                 "width": step.result.width,
                 "height": step.result.height,
-                "steps": sum(1 for _ in store.history(sid)) - 1,
+                "steps": depth_of(sid),
             }
         )
     return {"session": session, "title": sess.title, "heads": heads}

@@ -264,12 +264,13 @@ class ExportWriter:
     def _page_records(self, files: dict[str, Entry]) -> tuple[list[Link], dict[str, PageRecord]]:
         """This export's page records (and the earlier ones of pages still listed)."""
         table: list[Link] = []
-        index: dict[str, int] = {}
+        index: dict[tuple, int] = {}
         pages: dict[str, PageRecord] = {}
 
         def number(link: Link) -> int:
             link = self._pack(link)
-            key = _encoder.encode(link).decode()
+            path, kind, value, params = link
+            key = (path, kind, value, _encoder.encode(params) if params else b"")
             if key not in index:
                 index[key] = len(table)
                 table.append(link)
