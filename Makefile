@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test test-all lint bench fixtures clean
+.PHONY: demo serve cluster test test-all lint bench fixtures clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/exq --store demo-store serve
+
+# SeaweedFS, Redis, two workers and a viewer on loopback (Ctrl-C stops them)
+cluster: $(STAMP)
+	$(BIN)/exq dev-cluster --dir exq-cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,4 +41,4 @@ fixtures: $(STAMP)
 	$(BIN)/python fixtures/make_fixtures.py
 
 clean:
-	rm -rf $(VENV) demo-store .pytest_cache tests/artifacts
+	rm -rf $(VENV) demo-store exq-cluster .pytest_cache tests/artifacts

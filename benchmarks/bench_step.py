@@ -1,9 +1,19 @@
-"""Per-step pipeline overhead against canvas width, and the patchmatch fill it sits beside.
+"""Per-step pipeline overhead against canvas width, and PatchMatch fills, next to older code.
 
-The backend is ``PatternBackend`` (it answers at once), so a step's wall time is the
-pipeline's own work; the backend's own time is measured and subtracted. The targets:
-the overhead is flat in the canvas size (32k / 1k <= 1.5, since a step's cost should
-follow ``L x N``, DESIGN.md §3) and small beside a real fill (< 5% of patchmatch).
+Overhead: the backend is ``PatternBackend`` (it answers at once) and its own time is
+subtracted, so what is left is the pipeline's work: plan, frame, store the request,
+decode, seam, validate, commit. Target (issue 12): <= 150 ms at 1024 x 1024 with
+L = 512, and flat in the canvas size (32k / 1k <= 1.5).
+
+Fills: ``n = 2`` candidates of a 512 x 512 frame (and a 128 x 128 one, where starting
+a worker weighs more), through ``PatchMatchBackend`` as a step calls it: a cold pool
+(the first step of a process), a warm one (every step after), and a warm pool of one
+worker (the candidates one after another).
+
+Each measurement runs in a fresh child process, once with this checkout and once with
+the tree of each baseline commit (extracted with ``git archive``, as bench_scale.py
+does): ``fb36a3f`` (before the warm workers: a new worker process per step, the
+candidates in turn) and ``2c72265`` (before issue 12's cheaper step).
 
 Run: ``.venv/bin/python benchmarks/bench_step.py [--reps 5] [--widths 1024 8192 32768]``
 """
@@ -12,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -21,21 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from exquisite_store.backends.patchmatch import fill  # noqa: E402
-from exquisite_store.geometry.rect import Rect  # noqa: E402
-from exquisite_store.pipeline.step import run_step  # noqa: E402
-from exquisite_store.store import Store, compose  # noqa: E402
-from exquisite_store.store.canvas import iter_tiles  # noqa: E402
-from tests.fakes.backends import PatternBackend  # noqa: E402
-
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+#: (label, revision): the code the figures are compared with
+BASELINES = (("fb36a3f", "fb36a3f"), ("before #12", "2c72265"))
 N = 1024  # canvas height
 L = 512  # extension
 PHASES = ("plan", "prompt", "request", "generate", "decode", "unframe", "seam", "validate")
+OVERHEAD_MAX_S = 0.150
 OVERHEAD_RATIO_MAX = 1.5
-PATCHMATCH_SHARE_MAX = 0.05
+FILL_N = 2
+#: (frame side, painted columns): a band of half the frame next to as much context
+FILL_FRAMES = ((512, 256), (128, 64))
 
 
 def smooth(height: int, width: int, chunk: int = 4096) -> np.ndarray:
@@ -50,23 +58,27 @@ def smooth(height: int, width: int, chunk: int = 4096) -> np.ndarray:
     return out
 
 
-class TimedPattern(PatternBackend):
-    """PatternBackend that remembers how long its own ``generate`` took."""
-
-    def generate(self, request, cancel=None):
-        t = time.perf_counter()
-        try:
-            return super().generate(request, cancel)
-        finally:
-            self.seconds = time.perf_counter() - t
-
-
 def bench_width(root: Path, width: int, reps: int) -> dict:
-    """Build a canvas of ``N x width`` once, then time ``reps`` steps grown from it."""
+    """Build a canvas of ``N x width`` once, then time ``reps`` steps grown from it.
+
+    Imports from whichever tree is first on ``sys.path`` (this checkout or a baseline's).
+    """
+    from exquisite_store.pipeline.step import run_step
+    from exquisite_store.store import Store
+    from tests.fakes.backends import PatternBackend
+
+    class TimedPattern(PatternBackend):
+        """PatternBackend that remembers how long its own ``generate`` took."""
+
+        def generate(self, request, cancel=None):
+            t = time.perf_counter()
+            try:
+                return super().generate(request, cancel)
+            finally:
+                self.seconds = time.perf_counter() - t
+
     store = Store.init(root / f"w{width}")
-    t = time.perf_counter()
     _, start = store.create_session("bench", smooth(N, width))
-    created = time.perf_counter() - t
     totals, backend_s, phases = [], [], {p: [] for p in (*PHASES, "other")}
     for i in range(reps + 1):  # the first step warms caches and imports; not counted
         backend = TimedPattern()
@@ -90,34 +102,86 @@ def bench_width(root: Path, width: int, reps: int) -> dict:
             phases[p].append(got.get(p, 0) / 1000)
         phases["other"].append(total - sum(got.values()) / 1000)
     med = statistics.median
-    total, backend = med(totals), med(backend_s)
-    # one compose of the context band (tiles cached): the pipeline does this several times
-    canvas = store.canvas(store.step(start))
-    t = time.perf_counter()
-    for _ in range(20):
-        compose(store.objects, canvas, Rect(width - L, 0, L, N))
-    compose_s = (time.perf_counter() - t) / 20
     return {
         "width": width,
-        "tiles": sum(1 for _ in iter_tiles(store.objects, store.canvas(store.step(start)))),
-        "created": created,
-        "total": total,
-        "backend": backend,
         "overhead": med([a - b for a, b in zip(totals, backend_s, strict=True)]),
         "phases": {p: med(v) for p, v in phases.items()},
-        "compose": compose_s,
     }
 
 
-def bench_patchmatch(band_w: int, height: int) -> float:
-    """Seconds for one fill of a ``band_w x height`` band next to as much context."""
-    ctx = smooth(height, band_w)
-    frame = np.concatenate([ctx, np.repeat(ctx[:, -1:], band_w, axis=1)], axis=1)
-    hole = np.zeros(frame.shape[:2], dtype=np.uint8)
-    hole[:, band_w:] = 255
-    t = time.perf_counter()
-    fill(frame, hole, seed=0)
-    return time.perf_counter() - t
+def bench_fills() -> dict:
+    """Seconds of ``n = 2`` fills: cold pool, warm pool, warm pool of one (in turn).
+
+    A baseline tree has no pool: each call starts its own worker and fills in turn,
+    so it is timed twice (both cold).
+    """
+    import exquisite_store.backends.patchmatch as pm
+    from exquisite_store.backends.base import BackendRequest
+
+    pooled = hasattr(pm, "POOL")
+    out: dict = {"pooled": pooled}
+    sequential = pm.WorkerPool("patchmatch", task="fill", size=1) if pooled else None
+    for side, paint in FILL_FRAMES:
+        frame = smooth(side, side)
+        frame[:, side - paint :] = frame[:, side - paint - 1 : side - paint]
+        mask = np.full((side, side, 4), 255, np.uint8)
+        mask[:, side - paint :, 3] = 0
+        req = BackendRequest(
+            image=frame, mask=mask, prompt="", n=FILL_N, seed=3, model="", request_id="b"
+        )
+
+        def timed(backend) -> float:
+            t = time.perf_counter()
+            backend.generate(req)  # noqa: B023 - called at once, in this iteration
+            return time.perf_counter() - t
+
+        row = {"cold": timed(pm.PatchMatchBackend()), "warm": timed(pm.PatchMatchBackend())}
+        if pooled:
+            pm.POOL.close()  # the next frame starts cold again
+            timed(pm.PatchMatchBackend(pool=sequential))  # warm it
+            row["sequential"] = timed(pm.PatchMatchBackend(pool=sequential))
+        out[str(side)] = row
+    if sequential is not None:
+        sequential.close()
+    return out
+
+
+def baseline_tree(rev: str, tmp: Path) -> Path:
+    """The baseline commit's files, extracted from this repository's history."""
+    out = tmp / f"baseline-{rev}"
+    out.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"cannot extract {rev}: {archive.stderr.decode()[-500:]}")
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
+
+
+def child(tree: Path, *args: str) -> dict:
+    """Run this file's ``--child`` mode with ``tree``'s code first on the path."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(tree), *args],
+        capture_output=True,
+        text=True,
+        cwd=str(tree),
+        env={**os.environ, "PYTHONPATH": str(tree)},
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({tree}): {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def run_child(tree: str, what: str, reps: int) -> None:
+    sys.path.insert(0, tree)
+    import exquisite_store
+
+    here = str(Path(exquisite_store.__file__).resolve())
+    assert here.startswith(str(Path(tree).resolve())), f"imported {here}, not {tree}"
+    if what == "fills":
+        print(json.dumps(bench_fills()))
+        return
+    with tempfile.TemporaryDirectory(prefix="exq-bench-") as tmp:
+        print(json.dumps(bench_width(Path(tmp), int(what), reps)))
 
 
 def main() -> None:
@@ -125,74 +189,86 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--widths", type=int, nargs="+", default=[1024, 8192, 32768])
     ap.add_argument("--no-patchmatch", action="store_true", help="skip the fills")
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one width, JSON out
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # TREE WHAT: JSON out
     args = ap.parse_args()
-
-    if args.one:
-        with tempfile.TemporaryDirectory(prefix="exq-bench-") as tmp:
-            print(json.dumps(bench_width(Path(tmp), args.one, args.reps)))
+    if args.child:
+        run_child(*args.child, args.reps)
         return
-    # Each width runs in a fresh process: building a 32k canvas in the same process
-    # leaves the allocator and the image cache in another state, which skews the steps.
-    rows = [
-        json.loads(
-            subprocess.run(
-                [sys.executable, __file__, "--one", str(w), "--reps", str(args.reps)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.splitlines()[-1]
-        )
-        for w in args.widths
-    ]
 
-    print(f"step: L={L}, N={N}, disk store, PatternBackend, median of {args.reps}\n")
-    cols = ["plan", "request", "generate", "decode", "seam", "validate", "other"]
-    print(
-        "| canvas | tiles | import s | step ms | backend ms | overhead ms | "
-        + " | ".join(f"{c} ms" for c in cols)
-        + " | compose ctx ms |"
-    )
-    print("|---" * (7 + len(cols)) + "|")
-    for r in rows:
+    with tempfile.TemporaryDirectory() as tmp_s:
+        trees = {"now": ROOT} | {label: baseline_tree(rev, Path(tmp_s)) for label, rev in BASELINES}
+        # each width in a fresh process: building a 32k canvas in the same process leaves
+        # the allocator and the image cache in another state, which skews the steps
+        # the trees take turns at each width, so a load that comes and goes on this
+        # shared machine weighs on each of them alike
+        rows: dict[str, list[dict]] = {label: [] for label in trees}
+        for w in args.widths:
+            for label, tree in trees.items():
+                rows[label].append(child(tree, str(w), "--reps", str(args.reps)))
+        # the fills of the step before issue 12 are fb36a3f's (one worker per call, in turn)
+        fill_trees = {k: trees[k] for k in ("now", BASELINES[0][0])}
+        fills = (
+            None if args.no_patchmatch else {k: child(t, "fills") for k, t in fill_trees.items()}
+        )
+    print(f"load average over the last 1/5/15 minutes: {os.getloadavg()} (2 cores)\n")
+    report_overhead(rows, args.reps)
+    if fills is not None:
+        report_fills(fills)
+
+
+def report_overhead(rows: dict[str, list[dict]], reps: int) -> None:
+    print(f"step overhead: L={L}, N={N}, disk store, PatternBackend, median of {reps}\n")
+    labels = list(rows)
+    print("| canvas | " + " | ".join(f"{k} ms" for k in labels) + " | baseline / now |")
+    print("|---" * (len(labels) + 2) + "|")
+    for i, r in enumerate(rows["now"]):
+        cells = " | ".join(f"{1000 * rows[k][i]['overhead']:.0f}" for k in labels)
+        ratios = ", ".join(
+            f"{rows[k][i]['overhead'] / r['overhead']:.2f}x" for k in labels if k != "now"
+        )
+        print(f"| {r['width']}x{N} | {cells} | {ratios} |")
+    cols = ["plan", "prompt", "request", "decode", "unframe", "seam", "validate", "other"]
+    print("\nnow, by phase (ms; other = request storage, target lookup, commit, events):\n")
+    print("| canvas | " + " | ".join(cols) + " |\n" + "|---" * (len(cols) + 1) + "|")
+    for r in rows["now"]:
         ph = r["phases"]
-        cells = " | ".join(f"{1000 * ph[c]:.0f}" for c in cols)
-        print(
-            f"| {r['width']}x{N} | {r['tiles']} | {r['created']:.1f} | {1000 * r['total']:.0f} | "
-            f"{1000 * r['backend']:.0f} | {1000 * r['overhead']:.0f} | {cells} | "
-            f"{1000 * r['compose']:.1f} |"
-        )
-    print("\n(generate includes the fake backend; other = session/target lookup + commit + events)")
-
-    first, last = rows[0], rows[-1]
+        print(f"| {r['width']} | " + " | ".join(f"{1000 * ph[c]:.0f}" for c in cols) + " |")
+    first, last = rows["now"][0], rows["now"][-1]
     flat = last["overhead"] / first["overhead"]
-    verdict = "ok" if flat <= OVERHEAD_RATIO_MAX else "OVER TARGET"
+    ok = first["overhead"] <= OVERHEAD_MAX_S and flat <= OVERHEAD_RATIO_MAX
+    was = "; ".join(f"{k} {1000 * v[0]['overhead']:.0f} ms" for k, v in rows.items() if k != "now")
     print(
-        f"\noverhead {last['width']} / {first['width']}: {flat:.2f} "
-        f"(target <= {OVERHEAD_RATIO_MAX}: {verdict})"
+        f"\nSUMMARY step overhead: {1000 * first['overhead']:.0f} ms at {first['width']} wide, "
+        f"{1000 * last['overhead']:.0f} ms at {last['width']} (ratio {flat:.2f}); was: {was} "
+        f"(target <= {1000 * OVERHEAD_MAX_S:.0f} ms, ratio <= {OVERHEAD_RATIO_MAX}: "
+        f"{'ok' if ok else 'MISSED'})"
     )
+
+
+def report_fills(fills: dict[str, dict]) -> None:
+    print(f"\npatchmatch, n = {FILL_N} candidates, seconds per call (a fresh process each):\n")
     print(
-        f"SUMMARY step overhead: {1000 * first['overhead']:.0f} ms at {first['width']} wide, "
-        f"{1000 * last['overhead']:.0f} ms at {last['width']}; ratio {flat:.2f} "
-        f"(target <= {OVERHEAD_RATIO_MAX}: {verdict})"
+        "| frame | code | first call (cold) | next call (warm) | warm, in turn | in turn / warm |"
     )
-    if args.no_patchmatch:
-        return
-    big, small = bench_patchmatch(512, 1024), bench_patchmatch(256, 512)
-    print("\n| patchmatch fill | frame | seconds |\n|---|---|---|")
-    print(f"| band 512x1024 + context 512 | 1024x1024 | {big:.2f} |")
-    print(f"| band 256x512 + context 256 | 512x512 | {small:.2f} |")
-    worst = max(r["overhead"] for r in rows)
-    share = worst / big
-    verdict = "ok" if share < PATCHMATCH_SHARE_MAX else "OVER TARGET"
+    print("|---|---|---|---|---|---|")
+    for side, _paint in FILL_FRAMES:
+        for label, f in fills.items():
+            r = f[str(side)]
+            seq = r.get("sequential")
+            how = "pool" if f["pooled"] else "new worker per call, in turn"
+            print(
+                f"| {side}x{side} | {label} ({how}) | {r['cold']:.2f} | {r['warm']:.2f} | "
+                + (f"{seq:.2f} | {seq / r['warm']:.2f}x |" if seq else "- | - |")
+            )
+    side = str(FILL_FRAMES[0][0])
+    now, old = fills["now"][side], fills[BASELINES[0][0]][side]
+    small = str(FILL_FRAMES[1][0])
     print(
-        f"\nworst overhead / patchmatch fill (same geometry): {100 * share:.1f}% "
-        f"(target < {100 * PATCHMATCH_SHARE_MAX:.0f}%: {verdict})"
-    )
-    print(
-        f"SUMMARY patchmatch fill: {big:.1f} s (512x1024 band), {small:.1f} s (256x512); "
-        f"overhead is {100 * share:.1f}% of it (target < {100 * PATCHMATCH_SHARE_MAX:.0f}%: "
-        f"{verdict})"
+        f"\nSUMMARY patchmatch n={FILL_N}, {side}x{side} frame: {now['warm']:.2f} s warm, "
+        f"{now['cold']:.2f} s cold, {now['sequential']:.2f} s in turn; {BASELINES[0][0]} "
+        f"{old['warm']:.2f} s: {old['warm'] / now['warm']:.2f}x faster "
+        f"({small}x{small}: {fills[BASELINES[0][0]][small]['warm']:.2f} s -> "
+        f"{fills['now'][small]['warm']:.2f} s)"
     )
 
 

@@ -19,7 +19,12 @@ BENCHMARKS = [
     ("bench_viewer.py", []),
     ("bench_export.py", []),
     ("bench_store.py", ["--tile-sizes", "128,256,512", "--steps", "100"]),
+    ("bench_s3.py", []),
+    ("bench_remotes.py", []),
+    ("bench_live.py", []),
+    ("bench_workspace.py", []),
     ("bench_step.py", []),
+    ("bench_scale.py", ["--quick"]),
 ]
 
 

@@ -7,7 +7,7 @@ canonical. New fields get defaults so older manifests still decode.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -211,6 +211,9 @@ class Step(Manifest, tag="step", kw_only=True):
     #: a root step: what the import did to the start image (rotated, converted, ...);
     #: UNSET (and so not encoded) when it did nothing, keeping such roots' ids
     import_notes: tuple[str, ...] | UnsetType = UNSET
+    #: who made it (the signed-in user, EXQ_AUTHOR, or the store's user.name); UNSET
+    #: (not encoded) when nobody said, so older steps keep their ids and read "unknown"
+    author: str | UnsetType = UNSET
 
 
 class Attempt(Manifest, tag="attempt", kw_only=True):
@@ -231,6 +234,7 @@ class Attempt(Manifest, tag="attempt", kw_only=True):
     #: a whole step that was stored but could not move its branch (BranchMoved)
     step_id: str = ""
     details: dict[str, str] = {}
+    author: str | UnsetType = UNSET
 
 
 class Session(Manifest, tag="session", kw_only=True):
@@ -276,7 +280,73 @@ class BackendResponse(Manifest, tag="response", kw_only=True):
     metadata: dict[str, str] = {}
 
 
-AnyManifest = Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse
+class Plan(Manifest, tag="plan", kw_only=True):
+    """Unattended growth of one branch (``exq grow``), step by step, durable across kills.
+
+    Step ``k`` calls with seed ``seed + k * SEED_STRIDE`` (its ``t``-th retry adds
+    ``t``), so running it again after a kill sends the same request: the run cache
+    answers a call that was already made. Stops after ``steps`` steps (0: no count),
+    when the canvas is at least ``until_width`` x ``until_height`` (0: no size), when
+    the plan's steps have cost ``budget_micro_usd``, or at the session's budget.
+    """
+
+    session: str
+    branch: str
+    start: str
+    created_ms: int = 0
+    steps: int = 0
+    until_width: int = 0
+    until_height: int = 0
+    directions: tuple[Direction, ...] = ("right",)
+    candidates: Annotated[int, Meta(ge=1, le=MAX_N)] = 1
+    pick: Literal["best", "first"] = "best"
+    budget_micro_usd: int | None = None
+    max_seam_permille: int | None = None
+    params: StepParams = StepParams()
+    prompt_id: str = ""
+    seed: Annotated[int, Meta(ge=0, le=MAX_SEED)] = 0
+    author: str | UnsetType = UNSET
+
+
+class Member(Base, kw_only=True):
+    """A user of a shared viewer: a name and a role (viewer < editor < admin)."""
+
+    name: str
+    role: Literal["viewer", "editor", "admin"]
+    created_ms: int = 0
+    revoked: bool = False
+    #: the most this user may spend in one session (micro-dollars; None: no own limit)
+    budget_micro_usd: int | None = None
+
+
+class Secret(Base, kw_only=True):
+    """An API token or a share link: only its slow salted hash is kept (scrypt)."""
+
+    id: str
+    salt: str
+    hash: str
+    created_ms: int = 0
+    revoked: bool = False
+    #: a token: whose it is
+    user: str = ""
+    #: a share link: the session (and branch) it shows, read-only, until when
+    session: str = ""
+    branch: str = ""
+    expires_ms: int = 0
+    private: bool = False
+
+
+class Team(Manifest, tag="team", kw_only=True):
+    """Who may use a shared store's viewer: users, their tokens, share links."""
+
+    members: tuple[Member, ...] = ()
+    tokens: tuple[Secret, ...] = ()
+    shares: tuple[Secret, ...] = ()
+
+
+AnyManifest = (
+    Canvas | CanvasNode | Step | Attempt | Session | Validation | BackendResponse | Plan | Team
+)
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(AnyManifest)

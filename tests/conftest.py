@@ -9,7 +9,7 @@ from exquisite_store.store import Store
 
 from .helpers import TickClock, fixture_array
 
-pytest_plugins = ["tests.fakes.openai_fixture"]
+pytest_plugins = ["tests.fakes.openai_fixture", "tests.redis_helpers"]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -17,6 +17,26 @@ def pytest_terminal_summary(terminalreporter) -> None:
     from . import figures
 
     figures.flush(terminalreporter.write_line)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """One SeaweedFS (``weed mini``) for the session, on free loopback ports."""
+    from .s3_helpers import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 server in a thread, for the session."""
+    from .s3_helpers import start_moto
+
+    server = start_moto()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -72,7 +72,9 @@ def test_every_step_and_attempt_has_a_page(world, site) -> None:
 def test_no_absolute_url_and_no_broken_relative_link(site) -> None:
     out, _ = site
     for f in out.rglob("*"):
-        if f.suffix in (".html", ".css", ".js", ".json"):
+        # a vendored library names its home page and the SVG namespace, and requests neither
+        # (test_browser_workspace opens the export from file:// and sees no other request)
+        if f.suffix in (".html", ".css", ".js", ".json") and "vendor" not in f.parts:
             text = f.read_text()
             assert "http://" not in text and "https://" not in text, f
             assert not re.search(r'(?:href|src)="/', text), f"absolute path in {f}"

@@ -80,3 +80,51 @@ def test_changed_needs_more_than_two_levels() -> None:
     d = drift_scores(img, other)
     assert d.changed_permille == 50
     assert d.mean_abs_milli == round(1000 * (50 * 2 + 5 * 3) / 300)
+
+
+def _reference_seam_score(strip: np.ndarray, seam_col: int) -> int:
+    """The score's definition, read plainly: block sums of the whole strip, no window."""
+    from exquisite_store.geometry.scores import (
+        LEVEL_FLOOR,
+        NEIGHBOUR_PAIRS,
+        PHASES,
+        SCORE_SCALES,
+    )
+
+    height, width, ch = strip.shape
+    worst = 0.0
+    for block in SCORE_SCALES:
+        for lag in range(0, block, max(1, block // PHASES)):
+            boundary = seam_col - lag
+            left, right, rows = boundary // block, (width - boundary) // block, height // block
+            if block > 1 and (left < 2 or right < 2 or rows < 1):
+                continue
+            a = strip[: rows * block, boundary - left * block : boundary + right * block]
+            sums = a.astype(np.int64).reshape(rows, block, left + right, block, ch).sum(axis=(1, 3))
+            diffs = np.abs(np.diff(sums, axis=1)).sum(axis=(0, 2)) / (block * block * rows * ch)
+            pair = left - 1
+            lo, hi = max(0, pair - NEIGHBOUR_PAIRS), pair + 1 + NEIGHBOUR_PAIRS
+            near = np.concatenate([diffs[lo:pair], diffs[pair + 1 : hi]])
+            texture = float(np.median(near)) if near.size else 0.0
+            worst = max(worst, max(float(diffs[pair]), LEVEL_FLOOR) / max(texture, LEVEL_FLOOR))
+    return int(np.floor(1000.0 * worst + 0.5))
+
+
+def test_seam_score_equals_its_plain_definition_on_random_strips() -> None:
+    """The windowed integer sums give exactly what the whole strip's block sums give."""
+    rng = np.random.default_rng(12)
+    for i in range(60):
+        h, w = int(rng.integers(2, 160)), int(rng.integers(2, 1200))
+        ch = 4 if i % 5 == 0 else 3
+        if i % 3 == 0:  # a photo-like strip with a colour step: ratios far from 1
+            strip = _photo(h, w, seed=i)
+            if ch == 4:
+                strip = np.dstack([strip, np.full((h, w), 255, np.uint8)])
+            cut = int(rng.integers(1, w)) if w > 1 else 1
+            strip[:, cut:] = np.clip(strip[:, cut:].astype(int) + 30, 0, 255)
+        else:
+            strip = rng.integers(0, 256, (h, w, ch), dtype=np.uint8)
+        seam = int(rng.integers(1, w)) if w > 1 else 1
+        if w < 2:
+            continue
+        assert seam_score(strip, seam) == _reference_seam_score(strip, seam), (h, w, ch, seam)

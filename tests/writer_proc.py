@@ -163,7 +163,7 @@ def wait_barrier(barrier: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("store", type=Path)
+    ap.add_argument("store")  # a folder or s3://bucket/prefix (endpoint: AWS_ENDPOINT_URL)
     ap.add_argument("session")
     ap.add_argument("branch")
     ap.add_argument("count", type=int)

@@ -19,6 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(
         EXQ_STORE=os.environ.get("EXQ_STORE", ""),
+        S3_ENDPOINT=os.environ.get("AWS_ENDPOINT_URL") or None,
         SECRET_KEY=None,  # the store's viewer.secret (see use_store_secret)
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
         MAX_UPLOAD_PIXELS=40_000_000,
@@ -28,13 +29,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Strict",
         SERVE_HOST=None,  # the address `exq serve --host` bound: its name is allowed too
         SSE_MAX_STREAMS=SSE_MAX_STREAMS,
+        QUEUE_URL=None,  # redis://...: steps go to RQ workers (exq serve --queue)
+        AUTH_MODE=None,  # "tokens" or "proxy" (viewer/auth.py); None only on loopback
+        TRUSTED_PROXIES=(),  # addresses whose X-Forwarded-User is believed (proxy mode)
     )
     if test_config:
         app.config.update(test_config)
     if not app.config["EXQ_STORE"]:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
-    app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
-    from viewer import actions, assets, jobs, pages, security, web
+    if not str(app.config["EXQ_STORE"]).startswith("s3://"):
+        app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
+    from viewer import actions, assets, auth, jobs, live, pages, security, short_ids, web
     from viewer.page_options import PageOptions, RefsSnapshot, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
@@ -43,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         window=app.config.get("EXPORT_WINDOW"),
         full_canvases=not app.config["EXPORT"] or bool(app.config.get("EXPORT_FULL_CANVASES")),
         snapshot=RefsSnapshot() if app.config["EXPORT"] else None,
+        off_branch=not app.config["EXPORT"],
     )
     app.extensions["exq_sse_slots"] = threading.BoundedSemaphore(
         max(0, int(app.config["SSE_MAX_STREAMS"]))
@@ -52,6 +58,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     web.init_errors(app)
     web.init_templates(app)
     security.init_app(app, app.config["SERVE_HOST"])
+    app.jinja_env.globals["show_private"] = True  # a share link's pages may say otherwise
+    if app.config["AUTH_MODE"]:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # a link from elsewhere keeps you in
+    if not app.config["EXPORT"]:
+        auth.init_app(app)  # who is asking, and may they: before any view runs
     app.before_request(web.check_csrf)
     if app.config["EXPORT"]:
         app.before_request(web.set_export_depth)
@@ -59,6 +70,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(assets.bp)
     if not app.config["EXPORT"]:
         app.register_blueprint(actions.bp)
+        app.register_blueprint(live.bp)
+        short_ids.init_app(app)
         jobs.init_app(app)
     if not app.config["SECRET_KEY"]:
         use_store_secret(app)
@@ -74,7 +87,8 @@ def use_store_secret(app: Flask) -> None:
     from exquisite_store.errors import ExqError
     from exquisite_store.store.secret_file import load_or_create_secret
 
-    if app.config["EXPORT"]:
+    if app.config["EXPORT"] or str(app.config["EXQ_STORE"]).startswith("s3://"):
+        # an export writes nothing into the store; a store on S3 has no folder for it
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         return
     try:

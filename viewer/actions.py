@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 from flask import (
     Blueprint,
     Response,
@@ -19,9 +20,12 @@ from flask import (
 )
 
 from exquisite_store import core
+from exquisite_store.core import queue
 from exquisite_store.errors import NotFound, UserError
 from exquisite_store.pipeline.params import FIELDS
-from viewer.jobs import get_jobs
+from exquisite_store.store.store import LogLine
+from viewer.contexts import candidate_seed
+from viewer.jobs import get_jobs, get_queue
 from viewer.web import error_response, get_store, href, wants_json
 
 bp = Blueprint("actions", __name__)
@@ -61,8 +65,8 @@ def _step_request(name: str, form: dict[str, Any]) -> core.StepRequest:
 
 
 def _done(location: str, payload: dict[str, Any], status: int = 200):
-    if wants_json():
-        return jsonify(payload), status
+    if wants_json():  # a page's script: Location says where the form's result is
+        return jsonify(payload), status, {"Location": location}
     return redirect(location, code=303)
 
 
@@ -166,14 +170,18 @@ def undo(name: str):
 @bp.get("/s/<name:name>/staged.json")
 def staged(name: str):
     """The staging area: each job's candidates waiting for a decision."""
-    groups = core.staged(get_store(), name)
+    store = get_store()
+    groups = core.staged(store, name)
     return jsonify(
         [
             {
                 "branch": g.branch,
                 "job": g.job,
                 "parent": g.parent,
-                "candidates": [{"k": c.candidate, "step": c.step} for c in g.candidates],
+                "candidates": [
+                    {"k": c.candidate, "step": c.step, "seed": candidate_seed(store.step(c.step))}
+                    for c in g.candidates
+                ],
             }
             for g in groups
         ]
@@ -256,6 +264,8 @@ def events(name: str):
         busy.headers["Retry-After"] = str(SSE_RETRY_AFTER_S)
         return busy
 
+    conn, url = get_queue(), current_app.config["EXQ_STORE"]
+
     def stream():
         nonlocal after
         try:
@@ -263,7 +273,10 @@ def events(name: str):
             deadline = time.monotonic() + min(max(limit_s, 0.0), 60.0)
             cursor = 0  # the first read takes the whole log, each later one only what is new
             while True:
-                new, cursor = store.tail_events(name, cursor, after)
+                if conn is not None:  # workers elsewhere: their events arrive on Redis
+                    new = queued_events(conn, url, store, name, after, block_ms=0 if once else 1000)
+                else:
+                    new, cursor = store.tail_events(name, cursor, after)
                 for ev in new:
                     after = ev.seq
                     payload = {"seq": ev.seq, "type": ev.type, "time_ms": ev.time_ms, **ev.data}
@@ -271,7 +284,8 @@ def events(name: str):
                 if once or time.monotonic() > deadline:
                     return
                 yield ": keep-alive\n\n"
-                time.sleep(0.3)
+                if conn is None:
+                    time.sleep(0.3)
         finally:
             slot.release()
 
@@ -281,6 +295,14 @@ def events(name: str):
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
+
+
+def queued_events(conn, url: str, store, name: str, after: int, block_ms: int) -> list[LogLine]:
+    """Events above ``after`` from the session's Redis Stream, or the store after a gap."""
+    got, complete = queue.read_stream(conn, url, name, after, block_ms)
+    if not complete:  # trimmed, lost or out of order: the store has every event
+        return store.events(name, after)
+    return [msgspec.convert(e, LogLine) for e in got]
 
 
 class StreamSlot:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from flask import Blueprint, Response, request, send_file
+from flask import Blueprint, Response, current_app, request, send_file
 
 from exquisite_store.manifests import Canvas
-from viewer import derived_images
+from viewer import derived_images, pyramid
 from viewer.web import get_store
 
 bp = Blueprint("assets", __name__)
@@ -75,3 +75,34 @@ def diff_png(a: str, b: str):
     cb_id, _ = _canvas_of(b)
     path = derived_images.diff_png(get_store(), ca_id, cb_id)
     return _send(_open(path), f"d{ca_id[:32]}{cb_id[:32]}", "image/png")
+
+
+# --- deep zoom: a canvas's tile pyramid (viewer/pyramid.py) ----------------------------------
+
+TILE_RULE = "<oid:canvas_id>/<int:level>/<int(signed=True):col>/<int(signed=True):row>.png"
+
+
+def pyramid_index(canvas_id: str) -> pyramid.Index:
+    """A canvas's pyramid index, remembered by the app (a canvas never changes)."""
+    memo = current_app.extensions.setdefault("exq_pyramids", pyramid.IndexMemo())
+    return memo.get(get_store(), canvas_id)
+
+
+@bp.get(f"/-/pyramid/{TILE_RULE}")
+def pyramid_tile(canvas_id: str, level: int, col: int, row: int):
+    """One tile of a canvas's pyramid: level 0 is 1:1, each level above is half the size."""
+    index = pyramid_index(canvas_id)
+    if level == 0 and (oid := pyramid.store_tile(index, col, row)) is not None:
+        return object_file(oid)  # a whole tile of the store is sent as it is stored
+    path = pyramid.tile_path(get_store(), index, level, col, row)
+    return _send(_open(path), "p" + path.stem, "image/png")
+
+
+@bp.get(f"/-/pyramid-diff/<oid:other_id>/{TILE_RULE}")
+def pyramid_diff_tile(other_id: str, canvas_id: str, level: int, col: int, row: int):
+    """Where two canvases differ, on one tile of the pyramid (x4, black is identical)."""
+    store = get_store()
+    path = pyramid.diff_path(
+        store, pyramid_index(other_id), pyramid_index(canvas_id), level, col, row
+    )
+    return _send(_open(path), "q" + path.stem, "image/png")

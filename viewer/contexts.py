@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from exquisite_store.core.history import ever_held
 from exquisite_store.core.sessions import MAX_TITLE
 from exquisite_store.errors import NotFound
 from exquisite_store.fixtures import fixture_names
@@ -27,6 +28,7 @@ from viewer.page_options import (  # noqa: F401 - PageOptions, StepsMemo: import
     StepsMemo,
     read_attempt_ids,
     read_branches,
+    read_current_branch,
     read_staged,
 )
 from viewer.tree import Node, build_tree, layout, walk
@@ -57,6 +59,17 @@ def session_steps(
     if opts.memo is None:
         return reachable_steps(store, list(heads.values()))
     return opts.memo.get(store, session, heads)
+
+
+def off_branch_steps(store: Store, session: str, on: dict[str, Step]) -> dict[str, Step]:
+    """Steps a branch or staging ref once held that no ref reaches now (nor their parents)."""
+    off: dict[str, Step] = {}
+    for sid in sorted(ever_held(store, session) - on.keys()):
+        for aid, step in store.history(sid):
+            if aid in on or aid in off:
+                break
+            off[aid] = step
+    return off
 
 
 def session_attempts(
@@ -145,7 +158,9 @@ def sessions_context(store: Store, opts: PageOptions = DEFAULT) -> dict[str, Any
 def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """The session page: its tree laid out, branches, attempts, spend."""
     sess = store.session(session)
-    steps = session_steps(store, session, opts)
+    on_branch = session_steps(store, session, opts)
+    off = off_branch_steps(store, session, on_branch) if opts.off_branch else {}
+    steps = {**on_branch, **off}
     attempts = session_attempts(store, session, opts, steps)
     branches = branches_in_scope(store, session, opts)
     heads: dict[str, list[str]] = {}
@@ -168,6 +183,8 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
                     "seam": st.result.scores.seam_permille,
                     "cost": st.response.cost_micro_usd if st.response else 0,
                     "heads": heads.get(sid, []),
+                    "seed": candidate_seed(st),
+                    "off_branch": sid in off,
                 },
             )
         )
@@ -210,13 +227,21 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
         ],
         "columns": cols,
         "rows": rows,
-        "steps": len(steps),
+        "steps": len(on_branch),
+        "off_branch": len(off),
         "attempts": [
             {"id": aid, "parent": a.parent, "kind": a.failure_kind, "message": a.message}
             for aid, a in attempts.items()
         ],
         "step_fields": step_fields(),
     }
+
+
+def candidate_seed(step: Step) -> int | None:
+    """The seed candidate ``k`` of a call ran with: the recipe's seed + k."""
+    if step.recipe is None:
+        return None
+    return step.recipe.seed + (step.response.candidate if step.response else 0)
 
 
 def step_fields() -> list[dict[str, Any]]:
@@ -268,6 +293,9 @@ def step_context(store: Store, step_id: str, opts: PageOptions = DEFAULT) -> dic
             "whole": view == crect,
         },
         "bands": canvas_views.bands(store, step),
+        "seed": candidate_seed(step),
+        "branches": branches_in_scope(store, step.session, opts),
+        "current_branch": read_current_branch(store, step.session, opts),
         "prompt": "",
         "final_prompt": "",
         "validation": None,

@@ -41,27 +41,38 @@ THUMB = (240, 160)
 UNWRITABLE = frozenset({"EROFS", "EACCES", "EPERM"})
 
 
-def fallback_dirs(root: Path) -> list[Path]:
-    """Caches outside the store for ``root``: in the user's cache folder, then in temp."""
+def fallback_dirs(root: Path | str) -> list[Path]:
+    """Caches outside the store for ``root``: in the user's cache folder, then in temp.
+
+    ``root`` is the store's folder, or the address of a store on object storage (whose
+    derived files are always cached here).
+    """
     home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return list(_fallback_dirs(str(root), home, tempfile.gettempdir()))
+    return list(_fallback_dirs(str(root), isinstance(root, Path), home, tempfile.gettempdir()))
 
 
 @functools.lru_cache(maxsize=64)
-def _fallback_dirs(root: str, home: str, temp: str) -> tuple[Path, ...]:
-    """``fallback_dirs`` for one store path and environment (resolving a path costs)."""
-    key = hashlib.blake2b(str(Path(root).resolve()).encode(), digest_size=10).hexdigest()
+def _fallback_dirs(root: str, is_path: bool, home: str, temp: str) -> tuple[Path, ...]:
+    """``fallback_dirs`` for one store (path or address) and environment (resolving costs)."""
+    name = str(Path(root).resolve()) if is_path else root
+    key = hashlib.blake2b(name.encode(), digest_size=10).hexdigest()
     user = f"exquisite-store-{os.getuid()}" if hasattr(os, "getuid") else "exquisite-store"
     return (Path(home) / "exquisite-store" / key, Path(temp) / user / key)
 
 
-def _bases(root: Path) -> list[tuple[Path, Path]]:
+def _bases(root: Path | str) -> list[tuple[Path, Path]]:
     """Where cached files may be, as ``(folder, what its paths are named relative to)``.
 
     The store's cache first (its paths named from the store's root), then the fallbacks
     that are private.
     """
-    return [(root / "cache", root), *((b, b) for b in fallback_dirs(root) if _private(b))]
+    fallbacks = [(b, b) for b in fallback_dirs(root) if _private(b)]
+    return [(root / "cache", root), *fallbacks] if isinstance(root, Path) else fallbacks
+
+
+def _cache_root(store: Store) -> Path | str:
+    """The store's folder, or its address when it has none (object storage)."""
+    return store.root if store.root is not None else store.location
 
 
 def _private(base: Path, create: bool = False) -> bool:
@@ -86,9 +97,7 @@ def _private(base: Path, create: bool = False) -> bool:
 
 def find_cached(store: Store, name: str) -> Path | None:
     """``cache/<name>`` if it was made, in the store's cache or a fallback (never a link)."""
-    root = store.root
-    assert root is not None, "the viewer serves a store on disk"
-    for base, top in _bases(root):
+    for base, top in _bases(_cache_root(store)):
         st = nofollow.lstat(top, (base / name).relative_to(top).as_posix())
         if st is not None and st.st_size > 0:  # empty: left by a crash (written unsynced)
             return base / name
@@ -104,16 +113,17 @@ def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
     found = find_cached(store, name)
     if found is not None:
         return found
-    root = store.root
-    assert root is not None, "the viewer serves a store on disk"
+    root = _cache_root(store)
     data = make()
-    try:
-        atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp", durable=False)
-        return root / "cache" / name
-    except ArtifactWriteError as exc:
-        if exc.details.get("errno") not in UNWRITABLE:
-            raise
-        last = exc
+    last: ArtifactWriteError | None = None
+    if isinstance(root, Path):
+        try:
+            atomic_write(root / "cache" / name, data, tmp_dir=root / "tmp", durable=False)
+            return root / "cache" / name
+        except ArtifactWriteError as exc:
+            if exc.details.get("errno") not in UNWRITABLE:
+                raise
+            last = exc
     for base in fallback_dirs(root):
         if not _private(base, create=True):
             continue
@@ -122,14 +132,12 @@ def _cached(store: Store, name: str, make: Callable[[], bytes]) -> Path:
             return base / name
         except ArtifactWriteError as exc:
             last = exc
-    raise last
+    raise last or ArtifactWriteError(f"no private cache folder for {name}", path=name)
 
 
 def open_cached(store: Store, path: Path) -> BinaryIO:
     """Open a file ``canvas_png``/``thumb_png``/``diff_png`` returned, never through a link."""
-    root = store.root
-    assert root is not None, "the viewer serves a store on disk"
-    for base, top in _bases(root):
+    for base, top in _bases(_cache_root(store)):
         if path.is_relative_to(base):
             fd = nofollow.open_fd(top, path.relative_to(top).as_posix())
             if fd is not None:
@@ -288,3 +296,8 @@ def diff_png(store: Store, a_id: str, b_id: str) -> Path:
     """The diff of two canvases (see ``diff_data``) as a cached PNG file."""
     name = diff_name(a_id, b_id, diff_rect(store, a_id, b_id))
     return _cached(store, name, lambda: diff_data(store, a_id, b_id))
+
+
+def cached_file(store: Store, name: str, make: Callable[[], bytes]) -> Path:
+    """``cache/<name>`` (or its fallback), made by ``make()`` the first time (the pyramid's)."""
+    return _cached(store, name, make)

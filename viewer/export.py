@@ -32,7 +32,7 @@ from exquisite_store.errors import ExqError, StoreError, UserError
 from exquisite_store.manifests import to_builtins
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import write_canvas_png
-from viewer import create_app, derived_images
+from viewer import create_app, derived_images, pyramid
 from viewer.contexts import PageOptions, session_family, session_steps
 from viewer.export_files import ExportReport, ExportWriter, open_target
 from viewer.export_folders import seed_layout
@@ -70,6 +70,8 @@ def export_session(
 
     ``full_canvases``: a full-canvas PNG of every step, not only of branch heads.
     """
+    if store_root is None or str(store_root).startswith("s3://"):
+        raise UserError("exq export reads a store on disk, not yet one on object storage")
     store = Store.open(store_root)
     sess = store.session(session)
     known = store.refs.branches(session)
@@ -301,6 +303,10 @@ def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, param
             _derived(
                 store, w, path, name, f"diff:{a}-{b}", lambda: derived_images.diff_data(store, a, b)
             )
+    elif kind == "pyramid":  # a canvas's deep zoom: every tile of every level, by cell
+        for (level, col, row), src in pyramid.all_tiles(store, pyramid.read_index(store, value)):
+            at = f"{path}/{level}/{col}/{row}.png"
+            w.link(at, store.storage.object_path(src) if isinstance(src, str) else src)
     elif kind == "static":
         w.put(path, (STATIC / value).read_bytes())
     else:

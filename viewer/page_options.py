@@ -89,7 +89,8 @@ class PageOptions:
     compare page only around where the steps differ (the export: pages stay small
     however wide the canvas); None shows whole canvases. ``full_canvases``: whether
     every step links a full-canvas PNG (the viewer, ``exq export --full-canvases``)
-    or only branch heads do.
+    or only branch heads do. ``off_branch``: whether a session's tree also shows steps
+    no ref reaches now (the live viewer; an export shows what its refs reach).
     """
 
     branches: frozenset[str] = frozenset()
@@ -97,6 +98,8 @@ class PageOptions:
     window: int | None = None
     full_canvases: bool = True
     snapshot: RefsSnapshot | None = field(default=None, compare=False)
+    #: also show steps on no branch now (kept by the reflogs): the live viewer does
+    off_branch: bool = False
 
 
 def read_branches(store: Store, session: str, opts: PageOptions) -> dict[str, str]:
@@ -111,6 +114,13 @@ def read_staged(store: Store, session: str, opts: PageOptions) -> dict[str, str]
     if opts.snapshot is None:
         return store.refs.staged(session)
     return opts.snapshot.get("staged", session, lambda: store.refs.staged(session))
+
+
+def read_current_branch(store: Store, session: str, opts: PageOptions) -> str:
+    """The branch HEAD names (from the snapshot, when there is one)."""
+    if opts.snapshot is None:
+        return store.refs.current_branch(session)
+    return opts.snapshot.get("current", session, lambda: store.refs.current_branch(session))
 
 
 def read_attempt_ids(store: Store, session: str, opts: PageOptions) -> tuple[str, ...]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 
 from exquisite_store.errors import NotFound
 from exquisite_store.ids import check_id
-from viewer import contexts
+from viewer import canvas_view, contexts, panels, short_ids
 from viewer.web import get_store, page_options
 
 bp = Blueprint("pages", __name__)
@@ -25,8 +25,28 @@ def index(json: bool = False):
 
 @bp.get("/s/<name:name>")
 def session_page(name: str, json: bool = False):
-    """The step tree of a session."""
-    return _page("session.html", contexts.session_context(get_store(), name, page_options()), json)
+    """The step tree of a session and the canvas of the selected step (HEAD's by default).
+
+    Live (not in an export): with its running jobs and history.
+    """
+    ctx = contexts.session_context(get_store(), name, page_options())
+    if not current_app.config.get("EXPORT"):
+        ctx.update(panels.live_panels(get_store(), name))
+    if not json:
+        ctx["canvas_view"] = _canvas_view(name)
+    return _page("session.html", ctx, json)
+
+
+def _canvas_view(name: str) -> dict:
+    export = bool(current_app.config.get("EXPORT"))
+    step = None if export else request.args.get("step") or None
+    return canvas_view.canvas_context(get_store(), name, step, page_options(), staged=not export)
+
+
+@bp.get("/s/<name:name>/canvas.json")
+def canvas_json(name: str):
+    """The canvas view of a step (``?step=``; HEAD's by default): pyramid, bands, staging."""
+    return jsonify(_canvas_view(name))
 
 
 @bp.get("/step/<oid:step_id>")
@@ -48,7 +68,8 @@ def parse_ids(text: str) -> list[str]:
         raise NotFound(f"compare takes 2 to {MAX_COMPARE} step ids")
     out = []
     for s in ids:
-        check_id(s)
+        if not short_ids.SHORT_RE.match(s):
+            check_id(s)
         if s not in out:
             out.append(s)
     return out
@@ -58,7 +79,13 @@ def parse_ids(text: str) -> list[str]:
 def compare_page(json: bool = False):
     """Two or more steps side by side, slider, flip-book, diff."""
     ids = parse_ids(request.args.get("ids", ""))
-    return _page("compare.html", contexts.compare_context(get_store(), ids, page_options()), json)
+    expanded = short_ids.compare_query(ids)
+    if expanded is not None:  # a short id: the page of the full ids
+        return redirect(f"{request.path}?{expanded}", code=302)
+    ctx = contexts.compare_context(get_store(), ids, page_options())
+    if not json and not current_app.config.get("EXPORT"):
+        ctx.update(canvas_view.compare_zoom(get_store(), ctx["items"]))
+    return _page("compare.html", ctx, json)
 
 
 @bp.get("/s/<name:name>/gallery")

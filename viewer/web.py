@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from flask import Flask, current_app, g, jsonify, render_template, request, session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import BaseConverter
 
 from exquisite_store.errors import (
@@ -15,6 +15,7 @@ from exquisite_store.errors import (
     ConfigError,
     ExqError,
     IntegrityError,
+    InvalidName,
     LayoutError,
     ManifestError,
     NotFound,
@@ -25,7 +26,7 @@ from exquisite_store.ids import ID_PATTERN, PREFIX_PATTERN
 from exquisite_store.money import format_usd
 from exquisite_store.params import MAX_PROMPT
 from exquisite_store.store import Store
-from exquisite_store.store.refs import NAME_PATTERN
+from exquisite_store.store.refs import NAME_PATTERN, check_name
 from viewer.contexts import PageOptions
 
 
@@ -36,16 +37,29 @@ class IdConverter(BaseConverter):
 
 
 class NameConverter(BaseConverter):
-    """A session or branch name, as ``check_name`` allows."""
+    """A session or branch name, as ``check_name`` allows; any other segment is a 400.
 
-    regex = NAME_PATTERN
+    The rule takes any one path segment so that a bad name is answered with its
+    reason (400) instead of "no such page"; it is checked before a view sees it.
+    """
+
+    regex = "[^/]+"
+
+    def to_python(self, value: str) -> str:
+        """The name, checked (400 with the reason when it is not one)."""
+        try:
+            return check_name(value, "name")
+        except InvalidName as exc:
+            raise BadRequest(exc.message) from None
 
 
 def get_store() -> Store:
     """The app's store (opened once per app)."""
     store = current_app.extensions.get("exq_store")
     if store is None:
-        store = Store.open(current_app.config["EXQ_STORE"])
+        store = Store.open(
+            current_app.config["EXQ_STORE"], endpoint=current_app.config["S3_ENDPOINT"]
+        )
         current_app.extensions["exq_store"] = store
     return store
 
@@ -69,6 +83,8 @@ def check_csrf() -> tuple[Any, int] | None:
     """Refuse a POST without the session's token: 400 when missing, 403 when wrong."""
     if request.method != "POST":
         return None
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        return None  # a script's own token, never sent by a browser on its own: no CSRF
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token")
     if not sent:
         return error_response(400, "missing CSRF token")
@@ -107,7 +123,7 @@ def error_response(status: int, message: str, **extra: Any) -> tuple[Any, int]:
 
 def status_of(exc: ExqError) -> int:
     """The HTTP status of a project error."""
-    if isinstance(exc, NotFound) or exc.kind in ("invalid_id", "invalid_name"):
+    if isinstance(exc, NotFound) or exc.kind == "invalid_id":
         return 404
     if isinstance(exc, Busy):
         return 429
@@ -163,6 +179,9 @@ def live_url(kind: str, value: str = "", **params: Any) -> str:
     """The viewer's own URL of a page or file."""
     from flask import url_for
 
+    if kind == "pyramid":  # the folder of a canvas's tiles: <level>/<col>/<row>.png below it
+        tile = url_for("assets.pyramid_tile", canvas_id=value, level=0, col=0, row=0)
+        return tile.removesuffix("/0/0/0.png")
     routes = {
         "index": ("pages.index", {}),
         "session": ("pages.session_page", {"name": value}),
@@ -196,6 +215,8 @@ def export_path(kind: str, value: str = "", **params: Any) -> str:
         return f"objects/{value[:2]}/{value}.{params.get('ext', 'png')}"
     if kind in ("canvas", "thumb"):
         return f"{kind}/{value}.png"
+    if kind == "pyramid":
+        return f"pyramid/{value}"
     if kind == "diff":
         return f"diff/{value[:16]}-{params['b'][:16]}.png"
     raise KeyError(kind)

@@ -1,46 +1,56 @@
 """The offline default: PatchMatch content-aware fill (``pypatchmatch``), seeded.
 
-It ignores prompt text. Fills run in a worker process so a slow fill can be
-cancelled and never holds the GIL of a server.
+It ignores prompt text. Fills run in warm worker processes (one pool per process,
+started on the first fill and reused by every step after it), the ``n`` candidates
+in parallel across the cores, so a slow fill can be cancelled and never holds the
+GIL of a server.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
-import time
 
 import numpy as np
 
 from exquisite_store import imageio
 from exquisite_store.backends.base import BackendRequest, BackendResult, LocalBackend
-from exquisite_store.errors import Cancelled, PermanentBackendError, TransientBackendError
+from exquisite_store.backends.worker_pool import WorkerPool
 
 PATCH_SIZE = 7
-#: a fill that takes longer than this is stopped (its worker killed): a transient error
+#: a fill that takes longer than this is stopped (its workers killed): a transient error
 DEADLINE_S = 900.0
 
 
 def fill(
     image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int = PATCH_SIZE
 ) -> np.ndarray:
-    """Fill the ``hole`` (non-zero) pixels of an RGB image; same inputs, same output."""
+    """Fill the ``hole`` (non-zero) pixels of an RGB image; same inputs, same output.
+
+    Every inpainting starts from the seed set just before it, so a fill's result does
+    not depend on the fills the same process ran before (a warm worker gives the same
+    pixels as a fresh one).
+    """
     from patchmatch import patch_match
 
     patch_match.set_random_seed(seed % 2**32)
     return patch_match.inpaint(image, hole, patch_size=patch_size)
 
 
-def _worker(conn, image, hole, seeds, patch_size) -> None:  # pragma: no cover - child
-    try:
-        outs = [
-            imageio.encode_png(imageio.from_array(fill(image, hole, s, patch_size))) for s in seeds
-        ]
-        conn.send(("ok", outs))
-    except BaseException as exc:  # report every failure to the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+def fill_png(image: np.ndarray, hole: np.ndarray, seed: int, patch_size: int) -> bytes:
+    """``fill``, encoded as the PNG a backend returns (a worker's job)."""
+    return imageio.encode_png(imageio.from_array(fill(image, hole, seed, patch_size)))
+
+
+def warm_up() -> None:  # pragma: no cover - runs in a worker
+    """Load the native library once, when a worker starts."""
+    from patchmatch import patch_match
+
+    if not patch_match.patchmatch_available:
+        raise RuntimeError("the patchmatch native library is not available")
+
+
+#: the process's fill workers, shared by every PatchMatchBackend (and thread) in it
+POOL = WorkerPool("patchmatch", task="fill", warm=warm_up)
 
 
 class PatchMatchBackend(LocalBackend):
@@ -55,10 +65,12 @@ class PatchMatchBackend(LocalBackend):
         patch_size: int = PATCH_SIZE,
         in_process: bool = False,
         deadline_s: float = DEADLINE_S,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.patch_size = patch_size
         self.in_process = in_process
         self.deadline_s = deadline_s
+        self.pool = pool or POOL
 
     def generate(
         self, request: BackendRequest, cancel: threading.Event | None = None
@@ -66,47 +78,9 @@ class PatchMatchBackend(LocalBackend):
         """Fill the frame's transparent-mask area ``n`` times."""
         hole = (request.mask[:, :, 3] == 0).astype(np.uint8) * 255
         image = np.ascontiguousarray(request.image[:, :, :3])
-        seeds = [request.seed + i for i in range(request.n)]
+        jobs = [(image, hole, request.seed + i, self.patch_size) for i in range(request.n)]
         if self.in_process:
-            outs = [
-                imageio.encode_png(imageio.from_array(fill(image, hole, s, self.patch_size)))
-                for s in seeds
-            ]
+            outs = [fill_png(*job) for job in jobs]
         else:
-            outs = self._run_in_worker(image, hole, seeds, cancel)
+            outs = self.pool.run(fill_png, jobs, cancel=cancel, deadline_s=self.deadline_s)
         return BackendResult(images=outs, metadata={"patch_size": str(self.patch_size)})
-
-    def _run_in_worker(self, image, hole, seeds, cancel) -> list[bytes]:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(
-            target=_worker, args=(child, image, hole, seeds, self.patch_size), daemon=True
-        )
-        proc.start()
-        child.close()
-        end = time.monotonic() + self.deadline_s
-        try:
-            while not parent.poll(0.05):
-                if cancel is not None and cancel.is_set():
-                    proc.kill()
-                    raise Cancelled("cancelled during the patchmatch fill")
-                if time.monotonic() > end:
-                    proc.kill()
-                    raise TransientBackendError(
-                        f"the patchmatch fill took longer than {self.deadline_s:g}s; stopped"
-                    )
-                if not proc.is_alive() and not parent.poll(0):
-                    raise TransientBackendError(
-                        f"patchmatch worker died (exit code {proc.exitcode})"
-                    )
-            status, payload = parent.recv()
-        except EOFError:
-            raise TransientBackendError("patchmatch worker closed its pipe") from None
-        finally:
-            parent.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-        if status != "ok":
-            raise PermanentBackendError(f"patchmatch failed: {payload}")
-        return payload

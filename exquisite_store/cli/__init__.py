@@ -12,8 +12,20 @@ from typing import Any
 
 import click
 
-from exquisite_store.cli import serve_commands, session_commands, step_commands, store_commands
-from exquisite_store.cli.helpers import DEFAULT_STORE
+from exquisite_store.authorship import as_author
+from exquisite_store.cli import (
+    cluster_commands,
+    config_commands,
+    grow_commands,
+    queue_commands,
+    remote_commands,
+    serve_commands,
+    session_commands,
+    step_commands,
+    store_commands,
+    team_commands,
+)
+from exquisite_store.cli.helpers import DEFAULT_STORE, cli_author
 from exquisite_store.errors import ExqError, StoreError, UserError
 
 
@@ -37,16 +49,35 @@ class ExqGroup(click.Group):
     envvar="EXQ_STORE",
     default=DEFAULT_STORE,
     show_default=True,
-    help="Store directory (or set EXQ_STORE).",
+    help="Store directory or s3://bucket/prefix (or set EXQ_STORE).",
+)
+@click.option(
+    "--s3-endpoint",
+    envvar="AWS_ENDPOINT_URL",
+    default=None,
+    help="S3 server of an s3:// store (or set AWS_ENDPOINT_URL); AWS's by default.",
 )
 @click.pass_context
-def cli(ctx: click.Context, store: str) -> None:
+def cli(ctx: click.Context, store: str, s3_endpoint: str | None) -> None:
     """exquisite-store: grow an image step by step and keep every step."""
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
+    ctx.obj["s3_endpoint"] = s3_endpoint
+    ctx.with_resource(as_author(cli_author(ctx)))  # every record this command makes says who
 
 
-for _module in (store_commands, session_commands, step_commands, serve_commands):
+for _module in (
+    store_commands,
+    session_commands,
+    step_commands,
+    serve_commands,
+    remote_commands,
+    queue_commands,
+    grow_commands,
+    cluster_commands,
+    config_commands,
+    team_commands,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

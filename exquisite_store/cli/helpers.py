@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,29 +13,75 @@ from typing import Any
 import click
 
 from exquisite_store import imageio
+from exquisite_store.authorship import shown
+from exquisite_store.errors import AlreadyExists
 from exquisite_store.ids import short
 from exquisite_store.manifests import Step
 from exquisite_store.money import format_usd
 from exquisite_store.pipeline.job import StepOutcome
 from exquisite_store.pipeline.params import SPECS
 from exquisite_store.store import Store
+from exquisite_store.store.config import read_config
 
 DEFAULT_STORE = "exquisite-store"
 
+#: ``--queue``: steps are handed to RQ workers instead of running here
+QUEUE_OPTION = click.option(
+    "--queue",
+    "queue_url",
+    envvar="EXQ_QUEUE",
+    default=None,
+    metavar="redis://HOST:PORT/DB",
+    help="The Redis that carries queued steps to `exq worker`s (or set EXQ_QUEUE).",
+)
 
-def store_path(ctx: click.Context) -> Path:
-    """The store directory named by ``--store`` / ``EXQ_STORE``."""
-    return Path(ctx.obj["store"]).absolute()
+
+def store_path(ctx: click.Context) -> Path | str:
+    """The store named by ``--store`` / ``EXQ_STORE``: a directory, or an ``s3://`` address."""
+    where = str(ctx.obj["store"])
+    return where if where.startswith("s3://") else Path(where).absolute()
+
+
+def cli_author(ctx: click.Context) -> str:
+    """Who runs this command: ``EXQ_AUTHOR``, else the store's ``user.name``, else nobody."""
+    name = os.environ.get("EXQ_AUTHOR", "")
+    if name or ctx.obj is None or "store" not in ctx.obj:
+        return name
+    where = store_path(ctx)
+    return "" if isinstance(where, str) else read_config(where).get("user.name", "")
 
 
 def open_store(ctx: click.Context, *, create: bool = False) -> Store:
     """Open the store; create it if asked (and say so)."""
     path = store_path(ctx)
+    endpoint = ctx.obj.get("s3_endpoint")
+    if isinstance(path, str):  # s3://bucket/prefix
+        if not create:
+            return Store.open(path, endpoint=endpoint)
+        try:
+            store = Store.init(path, endpoint=endpoint)
+        except AlreadyExists:
+            return Store.open(path, endpoint=endpoint)
+        click.echo(f"created store at {path}")
+        return store
     if create and not (path / "store.toml").exists():
         store = Store.init(path)
         click.echo(f"created store at {path}")
         return store
     return Store.open(path)
+
+
+def parse_duration(text: str) -> float:
+    """A duration in seconds: days, or a number with s/m/h/d; BadParameter otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 86400)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:  # nan would make every object "old enough"
+        raise click.BadParameter(f"{text!r}: a number of days, or a number with s/m/h/d")
+    return seconds
 
 
 def when(ms: int) -> str:
@@ -160,6 +208,7 @@ def describe_step(store: Store, step: Step) -> str:
             f"{rc.backend}{'/' + rc.model if rc.model else ''}  seed {rc.seed}"
         )
     lines = [f"    {what}", f"    canvas {r.width}x{r.height}  {short(r.canvas_id)}"]
+    lines.append(f"    by {shown(step.author)}")
     if step.import_notes:  # UNSET (falsy) unless the import changed the picture
         lines += [f"    on import: {note}" for note in step.import_notes]
     if step.recipe is not None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from exquisite_store.cli.helpers import open_store
+from exquisite_store.cli.helpers import QUEUE_OPTION, open_store
+from exquisite_store.core import queue
+from exquisite_store.errors import UserError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_WORKERS = 32
@@ -21,25 +23,63 @@ MAX_WORKERS = 32
     default=2,
     show_default=True,
     type=click.IntRange(1, MAX_WORKERS),
-    help="Steps run at once.",
+    help="Steps run at once (in this process; with --queue the workers run them).",
 )
+@QUEUE_OPTION
+@click.option(
+    "--auth",
+    "auth_mode",
+    type=click.Choice(["tokens", "proxy"]),
+    default=None,
+    help="Who may use the viewer: users' API tokens, or a sign-on proxy's X-Forwarded-User.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted",
+    multiple=True,
+    help="With --auth proxy: an address whose X-Forwarded-User is believed (repeat).",
+)
+@click.option("--secure-cookies", is_flag=True, help="Behind TLS: cookies only over HTTPS.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
-    """Serve the viewer for the store (loopback only unless told otherwise)."""
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    queue_url: str | None,
+    auth_mode: str | None,
+    trusted: tuple[str, ...],
+    secure_cookies: bool,
+) -> None:
+    """Serve the viewer for the store (loopback only unless signing in is required)."""
     from viewer import create_app
     from viewer.server import listen, make_server, url_of
 
+    if host not in LOOPBACK and auth_mode is None:
+        raise UserError(
+            f"refusing to serve on {host} without sign-in: anyone who can reach it could "
+            "read every image and start paid steps; add --auth tokens (users: exq user add) "
+            "or --auth proxy --trusted-proxy ADDRESS"
+        )
+    if auth_mode == "proxy" and not trusted:
+        raise UserError("--auth proxy needs --trusted-proxy ADDRESS (the proxy's address)")
     store = open_store(ctx, create=True)
     socks = listen(host, port)  # a taken port is one line, before anything starts
-    if host not in LOOPBACK:
-        click.echo(
-            f"WARNING: binding to {host} exposes the store to the network: anyone who can "
-            "reach this address can read every image and start paid steps.",
-            err=True,
-        )
-    app = create_app({"EXQ_STORE": str(store.root), "JOB_WORKERS": workers, "SERVE_HOST": host})
+    config = {
+        "EXQ_STORE": store.location,
+        "S3_ENDPOINT": ctx.obj.get("s3_endpoint"),
+        "JOB_WORKERS": workers,
+        "SERVE_HOST": host,
+        "AUTH_MODE": auth_mode,
+        "TRUSTED_PROXIES": tuple(trusted),
+        "SESSION_COOKIE_SECURE": secure_cookies,
+    }
+    if queue_url:
+        queue.connect(queue_url)  # an unreachable queue is one line, before anything starts
+        config["QUEUE_URL"] = queue_url
+    app = create_app(config)
     server = make_server(app, socks)
-    click.echo(f"serving {store.root} at {url_of(host, port)}")
+    click.echo(f"serving {store.location} at {url_of(host, port)}")
     server.run()
 
 
@@ -89,6 +129,8 @@ def export(
     from viewer.export import count_pages, export_session
 
     store = open_store(ctx)
+    if store.root is None:
+        raise UserError("exq export reads a store on disk, not yet one on object storage")
     total = count_pages(store, session)
     with click.progressbar(
         length=total, label="rendering pages", file=sys.stderr, show_pos=True

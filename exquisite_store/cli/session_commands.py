@@ -6,6 +6,7 @@ import click
 import msgspec
 
 from exquisite_store import core
+from exquisite_store.authorship import shown
 from exquisite_store.cli.helpers import branch_labels, describe_step, open_store, when
 from exquisite_store.errors import UserError
 from exquisite_store.ids import short
@@ -243,7 +244,7 @@ def history(ctx: click.Context, session: str, branch: str | None, ref: str | Non
     store = open_store(ctx)
     for m in core.history(store, session, _ref(store, session, branch, ref)):
         old, new = short(m.old) if m.old else "(none)", short(m.new) if m.new else "(none)"
-        click.echo(f"{when(m.time_ms)}  {old} -> {new}  {m.message}")
+        click.echo(f"{when(m.time_ms)}  {old} -> {new}  {m.message}  (by {shown(m.author)})")
 
 
 @click.command()

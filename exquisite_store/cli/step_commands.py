@@ -8,13 +8,16 @@ import click
 
 from exquisite_store import core
 from exquisite_store.cli.helpers import (
+    QUEUE_OPTION,
     PhaseLine,
     open_store,
     report_outcome,
     step_options,
     step_params,
+    store_path,
     write_branch_canvases,
 )
+from exquisite_store.core import queue
 from exquisite_store.errors import StepFailure
 from exquisite_store.ids import short
 from exquisite_store.pipeline.reproduce import reproduce as run_reproduce
@@ -34,6 +37,11 @@ def print_preview(p: dict[str, Any]) -> None:
         refused = " -> WOULD BE REFUSED" if p["over_budget"] else ""
         after = f"; budget {p['budget_usd']}, spent {p['spent_usd']}{refused}"
     click.echo(f"estimate {p['estimate_usd']}{after}")
+    if p.get("cached_response"):
+        click.echo(
+            f"run cache: this store has answered this request before (response "
+            f"{short(p['cached_response'])}): no call, no cost (--fresh calls anyway)"
+        )
     if p["ignores_prompt"]:
         click.echo("(this backend ignores the prompt text)")
     click.echo("prompt:\n" + "\n".join("  " + line for line in p["prompt"].splitlines()))
@@ -43,6 +51,8 @@ def print_preview(p: dict[str, Any]) -> None:
 @click.argument("session")
 @step_options
 @click.option("--dry-run", is_flag=True, help="Print the request; call and write nothing.")
+@click.option("--fresh", is_flag=True, help="Call the backend even if the run cache has it.")
+@QUEUE_OPTION
 @click.pass_context
 def step(
     ctx: click.Context,
@@ -51,15 +61,30 @@ def step(
     branch: str | None,
     prompt: str,
     dry_run: bool,
+    fresh: bool,
+    queue_url: str | None,
     **options: Any,
 ) -> None:
-    """Grow SESSION by one step (one transaction; n candidates)."""
+    """Grow SESSION by one step (one transaction; n candidates), here or by a worker."""
     store = open_store(ctx)
     req = core.step_request(
-        store, session, step_params(options), prompt=prompt, parent=from_, branch=branch
+        store,
+        session,
+        step_params(options),
+        prompt=prompt,
+        parent=from_,
+        branch=branch,
+        fresh=fresh,
     )
     if dry_run:
         print_preview(core.estimate(store, req))
+        return
+    if queue_url:
+        queued = queue.enqueue(store, str(store_path(ctx)), req, queue.connect(queue_url))
+        click.echo(
+            f"queued job {queued.job} on {queued.queue}: an `exq worker` runs it; "
+            f"its progress is in the session's event log (and the viewer)"
+        )
         return
     p = req.params
     ignores = " (it ignores the prompt text)" if p.backend == "patchmatch" and prompt else ""
@@ -75,6 +100,9 @@ def step(
             why = exc.details.get("attempt_not_recorded", "")
             click.echo(f"no attempt could be recorded{': ' + why if why else ''}; no branch moved")
         ctx.exit(1)
+    cached = core.cached_response_of(store, out.step_ids[0]) if out.step_ids else None
+    if cached:
+        click.echo(f"answered from the run cache (response {short(cached)}): no call, no cost")
     report_outcome(store, out)
 
 
@@ -135,13 +163,15 @@ def demo(ctx: click.Context, fixture: str) -> None:
     decision = core.accept(store, name, first_candidate[1])
     click.echo(f"accepted {short(decision.step)} on {decision.branch}")
     click.echo("")
-    write_branch_canvases(store, name, store.root / "cache" / name)
+    if store.root is not None:  # a store on S3 has no cache folder of its own
+        write_branch_canvases(store, name, store.root / "cache" / name)
+    where = store.location
     click.echo(
-        f"\nstore: {store.root}   (the root step was {short(root)})\n"
-        f"history:  exq --store {store.root} log {name}\n"
-        f"browse:   exq --store {store.root} serve   (or: make serve), then open "
+        f"\nstore: {where}   (the root step was {short(root)})\n"
+        f"history:  exq --store {where} log {name}\n"
+        f"browse:   exq --store {where} serve   (or: make serve), then open "
         f"http://127.0.0.1:5000/s/{name}\n"
-        f"share:    exq --store {store.root} export {name} {name}-site"
+        f"share:    exq --store {where} export {name} {name}-site"
     )
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import click
 
 from exquisite_store import imageio, manifests
-from exquisite_store.cli.helpers import open_store, store_path
+from exquisite_store.cli.helpers import open_store, parse_duration, store_path
 from exquisite_store.errors import AlreadyExists, UserError
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import write_canvas_png
@@ -24,7 +23,7 @@ def init(ctx: click.Context, tile_size: int) -> None:
     """Create an empty store."""
     path = store_path(ctx)
     try:
-        Store.init(path, tile_size=tile_size)
+        Store.init(path, tile_size=tile_size, endpoint=ctx.obj.get("s3_endpoint"))
     except AlreadyExists:
         click.echo(f"store already exists at {path}")
         return
@@ -123,19 +122,6 @@ def unlock(ctx: click.Context, dry_run: bool) -> None:
     click.echo(f"{len(reports)} locks")
 
 
-def parse_grace(text: str) -> float:
-    """A grace period: days, or a number with s/m/h/d; BadParameter otherwise."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 86400)
-    try:
-        seconds = float(number) * unit
-    except ValueError:
-        seconds = math.nan
-    if math.isnan(seconds) or seconds < 0:  # nan would make every object "old enough"
-        raise click.BadParameter(f"{text!r}: a number of days, or a number with s/m/h/d")
-    return seconds
-
-
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option(
@@ -147,7 +133,7 @@ def parse_grace(text: str) -> float:
 @click.pass_context
 def gc(ctx: click.Context, dry_run: bool, grace: str) -> None:
     """Delete objects unreachable from refs, reflogs and attempt logs."""
-    rep = run_gc(open_store(ctx), grace_s=parse_grace(grace), dry_run=dry_run)
+    rep = run_gc(open_store(ctx), grace_s=parse_duration(grace), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for oid in rep.removed:
         click.echo(f"{verb} {oid}")

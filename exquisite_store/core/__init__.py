@@ -13,8 +13,16 @@ from exquisite_store.core.branches import (
     set_head,
     step_of_session,
 )
-from exquisite_store.core.history import Move, Undone, history, undo
-from exquisite_store.core.jobs import Jobs, job_states, mark_abandoned
+from exquisite_store.core.history import (
+    Move,
+    RefHistory,
+    Undone,
+    ever_held,
+    histories,
+    history,
+    undo,
+)
+from exquisite_store.core.jobs import Jobs, job_states, live_jobs, mark_abandoned
 from exquisite_store.core.sessions import (
     NewSession,
     StartImage,
@@ -38,12 +46,22 @@ from exquisite_store.core.staging import (
     keep,
     staged,
 )
-from exquisite_store.core.steps import StepRequest, estimate, grow, retry_request, step_request
+from exquisite_store.core.steps import (
+    StepRequest,
+    cached_response_of,
+    estimate,
+    grow,
+    retry_request,
+    step_request,
+)
 
 __all__ = [
     "Decision",
     "HeadMove",
     "Move",
+    "RefHistory",
+    "ever_held",
+    "histories",
     "Staged",
     "StagedGroup",
     "Undone",
@@ -58,6 +76,7 @@ __all__ = [
     "Spending",
     "StartImage",
     "StepRequest",
+    "cached_response_of",
     "create_branch",
     "create_session",
     "drop_branch",
@@ -67,6 +86,7 @@ __all__ = [
     "image_from_file",
     "image_from_fixture",
     "job_states",
+    "live_jobs",
     "mark_abandoned",
     "new_session",
     "parse_budget",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exquisite_store.core.events import ref_moved
 from exquisite_store.errors import AlreadyExists, BranchMoved, UserError
 from exquisite_store.ids import ObjectId, short
 from exquisite_store.store import Store
@@ -41,6 +42,7 @@ def create_branch(store: Store, session: str, name: str, at: str) -> HeadMove:
             store.refs.update(session, name, None, sid, f"branch: created from {short(sid)}")
         except BranchMoved:
             raise AlreadyExists(f"branch {name!r} already exists in {session}") from None
+    ref_moved(store, session, f"heads/{name}", None, sid, "branch")
     return HeadMove(name, None, sid)
 
 
@@ -50,6 +52,7 @@ def drop_branch(store: Store, session: str, name: str) -> HeadMove:
     sid = store.refs.head(session, check_name(name, "branch"))
     with store.writing():
         store.refs.delete(session, name, sid, f"branch: deleted at {short(sid)}")
+    ref_moved(store, session, f"heads/{name}", sid, None, "drop")
     return HeadMove(name, sid, "")
 
 
@@ -66,6 +69,8 @@ def rename_branch(store: Store, session: str, old: str, new: str) -> HeadMove:
         if current == old:
             store.refs.set_current_branch(session, new)
         store.refs.delete(session, old, sid, f"branch: renamed to {new}")
+    ref_moved(store, session, f"heads/{new}", None, sid, "rename")
+    ref_moved(store, session, f"heads/{old}", sid, None, "rename")
     return HeadMove(new, sid, sid)
 
 
@@ -82,4 +87,5 @@ def set_head(store: Store, session: str, step: str, branch: str | None = None) -
         if old != sid:
             store.refs.update(session, name, old, sid, f"set head to {short(sid)}")
         store.refs.set_current_branch(session, name)
+    ref_moved(store, session, f"heads/{name}", old, sid, "head")
     return HeadMove(name, old, sid)

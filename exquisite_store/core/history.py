@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exquisite_store.core.events import ref_moved
 from exquisite_store.errors import NotFound, UserError
 from exquisite_store.ids import short
 from exquisite_store.store import Store
@@ -18,6 +19,13 @@ class Move:
     new: str | None
     time_ms: int
     message: str
+    #: who moved it ("" on lines from before authorship was kept: shown as unknown)
+    author: str = ""
+
+
+def _moves(entries: list) -> list[Move]:
+    """A reflog's lines as moves, newest first."""
+    return [Move(e.old, e.new or None, e.time_ms, e.message, e.author) for e in reversed(entries)]
 
 
 def _ref(session: str, ref: str) -> str:
@@ -38,7 +46,7 @@ def history(store: Store, session: str, ref: str) -> list[Move]:
     entries = store.refs.reflog(_ref(session, ref))
     if not entries:
         raise NotFound(f"{ref!r} of {session!r} has no history")
-    return [Move(e.old, e.new or None, e.time_ms, e.message) for e in reversed(entries)]
+    return _moves(entries)
 
 
 @dataclass(frozen=True)
@@ -81,4 +89,46 @@ def undo(store: Store, session: str, ref: str) -> Undone:
             store.refs.update(session, name, current, last.old, message)
         else:
             store.refs.update_staging(session, name, current, last.old, message)
+    ref_moved(store, session, ref, current, last.old, "undo")
     return Undone(ref, current, last.old)
+
+
+@dataclass(frozen=True)
+class RefHistory:
+    """One branch's moves, newest first, and where it points now (None: dropped)."""
+
+    ref: str
+    branch: str
+    now: str | None
+    moves: list[Move]
+
+
+def histories(store: Store, session: str) -> list[RefHistory]:
+    """Every branch that ever had a reflog (dropped ones too), HEAD's first, then by name."""
+    store.session(session)
+    prefix = f"refs/{check_name(session, 'session')}/heads/"
+    current = store.refs.current_branch(session)
+    branches = store.refs.branches(session)
+    out = []
+    for log in store.storage.list_logs(prefix):
+        branch = log[len(prefix) :]
+        entries = store.refs.reflog(log.removeprefix("refs/"))
+        moves = _moves(entries)
+        out.append(RefHistory(f"heads/{branch}", branch, branches.get(branch), moves))
+    return sorted(out, key=lambda h: (h.branch != current, h.now is None, h.branch))
+
+
+def ever_held(store: Store, session: str) -> set[str]:
+    """Every step a branch or staging ref of the session has pointed at (from the reflogs).
+
+    Steps that are on no branch now stay reachable from here (gc keeps them too), so
+    the viewer shows them, dimmed, instead of letting them vanish.
+    """
+    out: set[str] = set()
+    for log in store.storage.list_logs(f"refs/{check_name(session, 'session')}/"):
+        kind = log.split("/")[2] if log.count("/") >= 3 else ""
+        if kind not in ("heads", "staging"):
+            continue
+        for e in store.refs.reflog(log.removeprefix("refs/")):
+            out.update(v for v in (e.old, e.new) if v)
+    return out

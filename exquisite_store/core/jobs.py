@@ -9,11 +9,13 @@ attempts on that parent step. Another host's jobs are never taken for abandoned.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from exquisite_store.authorship import recorded
 from exquisite_store.core.steps import StepRequest, grow
 from exquisite_store.errors import Busy, Cancelled, ExqError, TransientBackendError
 from exquisite_store.manifests import Attempt
@@ -59,7 +61,8 @@ class Jobs:
             branch=req.target.branch,
             params=req.overrides,
         )
-        self.pool.submit(self._run, req, job)
+        # the worker thread records the submitter as the author (and what else it set)
+        self.pool.submit(contextvars.copy_context().run, self._run, req, job)
         return job
 
     def _run(self, req: StepRequest, job: str) -> None:
@@ -108,6 +111,7 @@ def job_states(store: Store, session: str) -> dict[str, dict[str, Any]]:
             continue
         state = jobs.setdefault(job, {"job": job, "state": "queued", "phase": "", "seq": 0})
         state["seq"] = ev.seq
+        state["time_ms"] = ev.time_ms
         if ev.type == "queued":
             # older events name only the pid: still understood (as this host's)
             owner = ev.data.get("process") or {"pid": ev.data.get("pid")}
@@ -117,10 +121,39 @@ def job_states(store: Store, session: str) -> dict[str, dict[str, Any]]:
             state.setdefault("parent", ev.data.get("parent"))
         elif ev.type == "progress":
             state["phase"] = ev.data.get("phase", "")
+            if ev.data.get("candidate"):  # candidate k of n: each keeps its own last phase
+                state.setdefault("candidates", {})[str(ev.data["candidate"])] = state["phase"]
+                state["of"] = ev.data.get("of", 0)
         elif ev.type in TERMINAL:
             state["state"] = ev.type
             state["result"] = {k: v for k, v in ev.data.items() if k != "job"}
     return jobs
+
+
+#: a job with no event for this long, and no server of this host known alive, is not shown
+QUIET_MS = 20 * 60 * 1000
+
+
+def live_jobs(store: Store, session: str) -> list[dict[str, Any]]:
+    """The jobs of a session that are waiting or running now, oldest first.
+
+    A job queued by a server that is gone is left out (that server's successor records
+    it as abandoned), and so is a job (e.g. an ``exq step`` killed midway) that has said
+    nothing for ``QUIET_MS``.
+    """
+    now = store.clock_ms()
+    out = []
+    for st in job_states(store, session).values():
+        if st["state"] in TERMINAL:
+            continue
+        owner = st.get("process")
+        stamp = ProcessStamp.from_dict(owner) if isinstance(owner, dict) else None
+        if stamp is not None and not stamp.alive():
+            continue
+        if stamp is None and now - st["time_ms"] > QUIET_MS:
+            continue
+        out.append({**st, "from_server": stamp is not None})
+    return sorted(out, key=lambda s: s["seq"])
 
 
 def committed_by(store: Store, session: str, job: str) -> list[str]:
@@ -151,6 +184,7 @@ def mark_abandoned(store: Store) -> int:
                 continue
             exc = TransientBackendError("abandoned: the viewer stopped while this step ran")
             attempt = Attempt(
+                author=recorded(),
                 session=session,
                 parent=st.get("parent") or store.session(session).root,
                 branch=st.get("branch") or "",

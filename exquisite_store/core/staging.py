@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exquisite_store.core.events import ref_moved
 from exquisite_store.errors import BranchMoved, NotFound, UserError
 from exquisite_store.ids import ObjectId, short
 from exquisite_store.pipeline.targets import free_name
@@ -110,6 +111,9 @@ def accept(store: Store, session: str, step: str) -> Decision:
             )
             store.refs.delete_staging(session, other.name, other.step, message)
             cleared.append(other.name)
+    ref_moved(store, session, f"heads/{item.branch}", current, item.step, "accept")
+    for other in group.candidates:
+        ref_moved(store, session, f"staging/{other.name}", other.step, None, "accept")
     return Decision(item.branch, item.step, cleared, item.job)
 
 
@@ -118,6 +122,7 @@ def discard(store: Store, session: str, step: str) -> Decision:
     item = find_staged(store, session, step)
     with store.writing():
         store.refs.delete_staging(session, item.name, item.step, "discarded")
+    ref_moved(store, session, f"staging/{item.name}", item.step, None, "discard")
     return Decision("", item.step, [item.name], item.job)
 
 
@@ -131,4 +136,6 @@ def keep(store: Store, session: str, step: str, name: str | None = None) -> Deci
             raise UserError(f"branch {branch!r} already exists in {session}")
         store.refs.update(session, branch, None, item.step, f"kept candidate {item.candidate}")
         store.refs.delete_staging(session, item.name, item.step, f"kept as {branch}")
+    ref_moved(store, session, f"heads/{branch}", None, item.step, "keep")
+    ref_moved(store, session, f"staging/{item.name}", item.step, None, "keep")
     return Decision(branch, item.step, [item.name], item.job)

@@ -10,7 +10,7 @@ from typing import Any
 from exquisite_store.backends.base import Backend
 from exquisite_store.errors import UserError
 from exquisite_store.ids import ObjectId
-from exquisite_store.manifests import Attempt, StepParams
+from exquisite_store.manifests import Attempt, BackendResponse, StepParams
 from exquisite_store.money import format_usd
 from exquisite_store.pipeline.cost import would_exceed
 from exquisite_store.pipeline.job import Observer, StepOutcome
@@ -37,6 +37,8 @@ class StepRequest:
     branch: str | None = None
     #: several candidates wait in the staging area instead of moving the branch
     stage: bool = False
+    #: call the backend even if this store has answered the same request before
+    fresh: bool = False
 
 
 def step_request(
@@ -48,12 +50,14 @@ def step_request(
     parent: str | None = None,
     branch: str | None = None,
     stage: bool | None = None,
+    fresh: bool = False,
 ) -> StepRequest:
     """Check a step before it runs: parameters (strings welcome), prompt, parent, branch.
 
     ``parent`` may be an id, a unique id prefix or a branch name. ConfigError names the
     first bad field; nothing is written. ``stage`` (by default: when more than one
-    candidate is asked for) puts the candidates in the staging area.
+    candidate is asked for) puts the candidates in the staging area. ``fresh`` skips
+    the run cache.
     """
     sess = store.session(session)
     given = {ALIASES.get(k, k): v for k, v in params.items() if v is not None and v != ""}
@@ -70,13 +74,20 @@ def step_request(
         parent=ObjectId(target.parent) if parent else None,
         branch=target.branch if branch else None,
         stage=merged.n > 1 if stage is None else stage,
+        fresh=fresh,
     )
 
 
 def _run_args(req: StepRequest) -> dict[str, Any]:
     # the target is resolved again when the step runs, as the caller named it: a
     # branch head that moved meanwhile grows from where it is now
-    return {"parent": req.parent, "branch": req.branch, "prompt": req.prompt, **req.overrides}
+    return {
+        "parent": req.parent,
+        "branch": req.branch,
+        "prompt": req.prompt,
+        "fresh": req.fresh,
+        **req.overrides,
+    }
 
 
 def grow(
@@ -111,6 +122,15 @@ def estimate(store: Store, req: StepRequest) -> dict[str, Any]:
     for key in ("estimate", "spent", "budget"):
         p[f"{key}_usd"] = format_usd(p[f"{key}_micro_usd"])
     return p
+
+
+def cached_response_of(store: Store, step_id: str) -> str | None:
+    """The earlier response a step was answered from by the run cache (None: a real call)."""
+    step = store.step(step_id)
+    if step.response is None or not step.response.response_id:
+        return None
+    rec = store.objects.get_manifest(step.response.response_id, BackendResponse)
+    return rec.metadata.get("cached_response") or None
 
 
 def retry_request(store: Store, attempt_id: ObjectId) -> StepRequest:

@@ -68,6 +68,8 @@ class _RowSums:
     ``NEIGHBOUR_PAIRS + 1`` blocks each side (plus the coarse scales' lags) are read:
     the cost follows the seam's length, not the strip's width. Integer sums, not
     float means: a mean's difference is a sum's difference over the block's area.
+    Held column-major (``columns x row blocks x channels``), so that a column block
+    and the change between two of them are runs of contiguous memory.
     """
 
     def __init__(self, strip: np.ndarray, seam_col: int, block: int) -> None:
@@ -77,17 +79,12 @@ class _RowSums:
         reach = (NEIGHBOUR_PAIRS + 1) * block
         self.lo = max(0, seam_col - (block - 1) - reach)
         hi = min(width, seam_col + reach)
-        self.sums = np.empty((self.rows, hi - self.lo, ch), dtype=np.int32)
-        step = max(1, (1 << 16) // max(1, (hi - self.lo) * block))  # row blocks at a time
-        for r in range(0, self.rows, step):
-            r1 = min(self.rows, r + step)
-            part = strip[r * block : r1 * block, self.lo : hi]
-            if block == 1:
-                self.sums[r:r1] = part
-            else:
-                self.sums[r:r1] = part.reshape(r1 - r, block, hi - self.lo, ch).sum(
-                    axis=1, dtype=np.int32
-                )
+        part = strip[: self.rows * block, self.lo : hi].transpose(1, 0, 2)
+        # at most 16 x 255 per sum: uint16 adds, one row of each block at a time
+        sums = part[:, 0::block].astype(np.uint16)
+        for k in range(1, block):
+            sums += part[:, k::block]
+        self.sums = sums.astype(np.int32).reshape(hi - self.lo, self.rows * ch)
 
     def ratio_at(self, boundary: int) -> float | None:
         """Jump / texture across one block boundary, or None where the strip is too small."""
@@ -98,11 +95,11 @@ class _RowSums:
         # blocks aligned on the boundary, so that it stays a boundary between two blocks
         n_left, n_right = min(left, NEIGHBOUR_PAIRS + 1), min(right, NEIGHBOUR_PAIRS + 1)
         start = boundary - n_left * block - self.lo
-        cols = self.sums[:, start : start + (n_left + n_right) * block]
+        cols = self.sums[start : start + (n_left + n_right) * block]
         if block > 1:
-            cols = cols.reshape(rows, n_left + n_right, block, ch).sum(axis=2, dtype=np.int32)
+            cols = cols.reshape(n_left + n_right, block, rows * ch).sum(axis=1, dtype=np.int32)
         area = block * block * rows * ch
-        diffs = np.abs(np.diff(cols, axis=1)).sum(axis=(0, 2), dtype=np.int64) / area
+        diffs = np.abs(np.diff(cols, axis=0)).sum(axis=1, dtype=np.int64) / area
         return _ratio(diffs, n_left - 1)
 
 

@@ -139,7 +139,7 @@ def correct_colour(
     out = np.empty_like(arr)
     for c in range(arr.shape[2]):
         table = np.clip(div_round(values * gain_milli[c] + offset_milli[c], 1000), 0, 255)
-        out[:, :, c] = table.astype(np.uint8)[arr[:, :, c]]
+        np.take(table.astype(np.uint8), arr[:, :, c], out=out[:, :, c])  # no temporary
     return out
 
 

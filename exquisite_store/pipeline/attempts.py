@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from exquisite_store.authorship import recorded
 from exquisite_store.errors import ArtifactWriteError, ExqError, StepFailure
 from exquisite_store.geometry.plan import StepPlan
 from exquisite_store.manifests import Attempt, Recipe, Request, Response
@@ -46,6 +47,7 @@ def record_failure(
         if not validation_id:
             validation_id = store.objects.put_json(failed_report(exc.kind, exc.message, plan))
         attempt = Attempt(
+            author=recorded(),
             session=run.session,
             parent=target.parent,
             branch=target.branch,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exquisite_store.authorship import recorded
 from exquisite_store.errors import (
     ArtifactWriteError,
     BranchMoved,
@@ -99,6 +100,7 @@ def commit_candidate(
     """
     run.phase("commit")
     step = Step(
+        author=recorded(),
         session=prepared.session,
         parent=prepared.target.parent,
         created_ms=store.clock_ms(),

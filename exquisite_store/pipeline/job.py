@@ -47,6 +47,8 @@ class Job:
         self.started_ms = store.clock_ms()
         self.phases: dict[str, int] = {}
         self._last = self.started_ms
+        #: ``(k, n)`` while candidate k of n is built and committed: its phases say so
+        self.candidate: tuple[int, int] | None = None
 
     def event(self, type_: str, **data: Any) -> None:
         """Append an event to the session's log (unless silent) and tell the observer."""
@@ -58,7 +60,10 @@ class Job:
     def phase(self, name: str) -> None:
         """A phase starts."""
         now = self.store.clock_ms()
-        self.event("progress", phase=name)
+        if self.candidate is None:
+            self.event("progress", phase=name)
+        else:
+            self.event("progress", phase=name, candidate=self.candidate[0], of=self.candidate[1])
         self._last = now
 
     def done(self, name: str) -> None:

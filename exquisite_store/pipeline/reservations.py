@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from exquisite_store.pipeline.cost import check_budget, spending
+from exquisite_store.authorship import author
+from exquisite_store.pipeline.cost import check_budget, spending, user_budget, user_spent
 from exquisite_store.store import Store
 from exquisite_store.store.process import ProcessStamp, this_process
 from exquisite_store.store.refs import check_name
@@ -29,8 +30,8 @@ def _log(session: str) -> str:
     return f"sessions/{check_name(session, 'session')}/reservations"
 
 
-def held_micro_usd(store: Store, session: str) -> int:
-    """Micro-dollars reserved by steps of the session that are still running."""
+def held_micro_usd(store: Store, session: str, user: str | None = None) -> int:
+    """Micro-dollars reserved by steps of the session that are still running (``user``'s)."""
     open_: dict[str, tuple[int, dict[str, Any]]] = {}
     for raw in store.storage.read_log(_log(session)):
         try:
@@ -43,6 +44,8 @@ def held_micro_usd(store: Store, session: str) -> int:
             open_.pop(line.id, None)
     total = 0
     for micro, data in open_.values():
+        if user is not None and data.get("author", "") != user:
+            continue
         who = ProcessStamp.from_dict(data.get("process") or {})
         if who is None or who.alive():
             total += micro
@@ -58,18 +61,28 @@ def reserved(store: Store, session: str, job: str, estimate: int) -> Iterator[No
     nothing is held.
     """
     name = _log(session)
+    user = author()
     with store.storage.log_lock(name):
         spent, budget = spending(store, session)
-        if budget is None or not estimate:
+        mine = user_budget(store, user)
+        if (budget is None and mine is None) or not estimate:
             hold = False
         else:
-            check_budget(estimate, spent + held_micro_usd(store, session), budget)
+            if budget is not None:
+                check_budget(estimate, spent + held_micro_usd(store, session), budget)
+            if mine is not None:
+                used = user_spent(store, session, user) + held_micro_usd(store, session, user)
+                check_budget(estimate, used, mine, whose=f"{user}'s own budget")
             hold = True
             line = LogLine(
                 time_ms=store.clock_ms(),
                 type="reserve",
                 id=job,
-                data={"micro_usd": estimate, "process": this_process().to_dict()},
+                data={
+                    "micro_usd": estimate,
+                    "process": this_process().to_dict(),
+                    "author": user,
+                },
             )
             store.storage.append_log(name, msgspec.json.encode(line))
     try:

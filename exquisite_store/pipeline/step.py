@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exquisite_store.backends.base import Backend
+from exquisite_store.backends.cache import CachedBackend
 from exquisite_store.errors import (
     ArtifactWriteError,
     Cancelled,
@@ -69,6 +70,7 @@ def run_step(
     dry_run: bool = False,
     observer: Observer | None = None,
     stage: bool = False,
+    fresh: bool = False,
     **overrides: Any,
 ) -> StepOutcome:
     """Grow a session by one step; raises the first failure if no candidate committed.
@@ -78,7 +80,9 @@ def run_step(
     returned in ``canvas_ids`` but no step, attempt, event or ref is written. With
     ``dry_run`` nothing is called, written or locked: ``preview`` says what would be
     sent and its estimate. With ``stage`` the candidates wait in the staging area
-    (``refs/<session>/staging/<branch>/<job>/<k>``) and no branch moves.
+    (``refs/<session>/staging/<branch>/<job>/<k>``) and no branch moves. A step with
+    an explicit seed whose request this store has answered before is answered from the
+    run cache (``backends/cache.py``) unless ``fresh``.
     """
     from exquisite_store.backends.registry import make_backend
 
@@ -96,10 +100,14 @@ def run_step(
     backend = None
     try:
         backend = backend_impl or make_backend(params.backend, store, session)
+        cache = None
+        if commit and not fresh and params.seed is not None and params.backend != "replay":
+            backend = cache = CachedBackend(backend, store)
         if dry_run:
             prepared = prepare(store, session, params, target, prompt, backend, run)
             out.request_id = prepared.request.request_id
             out.preview = prepared.preview(*spending(store, session))
+            out.preview["cached_response"] = cache.cached(out.request_id) if cache else None
             return out
         with _branch_held(store, run, target, commit):
             if commit:  # the head may have moved while we waited: grow it as it is now
@@ -241,6 +249,7 @@ def _candidates(
     the candidates not yet committed into Cancelled attempts, their answers kept.
     """
     for i in range(len(outputs)):
+        run.candidate = (i + 1, len(outputs))
         try:
             if how.cancelled and how.commit:
                 _take(outputs, i)

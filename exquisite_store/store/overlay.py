@@ -57,8 +57,8 @@ class OverlayStorage(BaseStorage):
     def list_refs(self, prefix: str = "") -> list[str]:
         return self.base.list_refs(prefix)
 
-    def read_log(self, name: str) -> list[bytes]:
-        return self.base.read_log(name)
+    def read_log(self, name: str, after: int = 0) -> list[bytes]:
+        return self.base.read_log(name, after)
 
     def last_log_line(self, name: str) -> bytes | None:
         return self.base.last_log_line(name)
@@ -84,7 +84,7 @@ class OverlayStorage(BaseStorage):
     def delete_ref(self, name: str, old: str, log: bytes | None = None) -> None:
         raise self._refuse(f"delete ref {name}")
 
-    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> int:
         raise self._refuse(f"append to log {name}")
 
 

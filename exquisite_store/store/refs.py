@@ -6,11 +6,15 @@ import re
 
 import msgspec
 
+from exquisite_store.authorship import author
 from exquisite_store.errors import InvalidName, NotFound, UserError
 from exquisite_store.ids import check_id
 from exquisite_store.store.storage import BaseStorage
 
 NAME_MAX = 64
+#: the store's users, tokens and share links (``core.team``); no session can be called
+#: ``_team``, so this ref is never a session's
+TEAM_REF = "_team/users"
 #: a session or branch name; also the viewer's URL rule and its forms' ``pattern``
 #: (the ``-`` is escaped: browsers compile ``pattern`` with the ``v`` flag)
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._~\-]{0,63}"
@@ -32,13 +36,14 @@ def check_name(value: str, what: str = "name") -> str:
     return value
 
 
-class ReflogEntry(msgspec.Struct, frozen=True):
-    """One line of a reflog."""
+class ReflogEntry(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One line of a reflog (``author``: who moved the ref; older lines have none)."""
 
     old: str | None
     new: str
     time_ms: int
     message: str
+    author: str = ""
 
 
 _reflog_decoder = msgspec.json.Decoder(ReflogEntry)
@@ -82,13 +87,7 @@ class Refs:
 
     def branches(self, session: str) -> dict[str, str]:
         """``{branch: step id}`` of a session."""
-        prefix = f"{check_name(session, 'session')}/heads/"
-        out = {}
-        for name in self.storage.list_refs(prefix):
-            value = self.storage.read_ref(name)
-            if value:
-                out[name[len(prefix) :]] = value
-        return out
+        return self._values_under(f"{check_name(session, 'session')}/heads/")
 
     def head(self, session: str, branch: str) -> str:
         """The step id a branch points at; NotFound if no such branch."""
@@ -109,18 +108,36 @@ class Refs:
         if branch == self.current_branch(session):
             raise UserError(f"{branch!r} is HEAD's branch; point HEAD elsewhere first")
         name = self.branch_ref(session, branch)
-        entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        entry = ReflogEntry(
+            old=old, new="", time_ms=self._clock_ms(), message=message, author=author()
+        )  # type: ignore[operator]
         self.storage.delete_ref(name, check_id(old), msgspec.json.encode(entry))
 
     def staged(self, session: str) -> dict[str, str]:
         """``{staging name: step id}``: candidates waiting for someone to decide."""
-        prefix = f"{check_name(session, 'session')}/staging/"
+        return self._values_under(f"{check_name(session, 'session')}/staging/")
+
+    def _values_under(self, prefix: str) -> dict[str, str]:
+        """``{name below prefix: value}`` of every ref under ``prefix`` that holds one."""
         out = {}
         for name in self.storage.list_refs(prefix):
             value = self.storage.read_ref(name)
             if value:
                 out[name[len(prefix) :]] = value
         return out
+
+    def tracking(self, session: str, remote: str) -> dict[str, str]:
+        """``{branch: step id}`` as last fetched from (or pushed to) ``remote``."""
+        prefix = f"{check_name(session, 'session')}/remotes/{check_name(remote, 'remote')}/"
+        return self._values_under(prefix)
+
+    def update_tracking(self, session: str, remote: str, branch: str, new: str) -> None:
+        """Record that ``remote``'s ``branch`` was seen at ``new`` (a logged CAS)."""
+        name = f"{check_name(session, 'session')}/remotes/{check_name(remote, 'remote')}/"
+        name += check_name(branch, "branch")
+        old = self.storage.read_ref(name)
+        if old != new:
+            self._cas(name, old, check_id(new), f"remote: {remote} had {branch} at {new[:12]}")
 
     def update_staging(
         self, session: str, name: str, old: str | None, new: str, message: str
@@ -133,7 +150,9 @@ class Refs:
         """Remove a staging ref; its step stays reachable through its reflog."""
         parse_staging_name(name)
         ref = f"{check_name(session, 'session')}/staging/{name}"
-        entry = ReflogEntry(old=old, new="", time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        entry = ReflogEntry(
+            old=old, new="", time_ms=self._clock_ms(), message=message, author=author()
+        )  # type: ignore[operator]
         self.storage.delete_ref(ref, check_id(old), msgspec.json.encode(entry))
 
     def current_branch(self, session: str) -> str:
@@ -154,6 +173,18 @@ class Refs:
         """CAS the session manifest pointer."""
         self._cas(f"{check_name(session, 'session')}/session", old, check_id(new), message)
 
+    def create_ref(self, name: str, new: str, message: str) -> None:
+        """Create ref ``name`` (a path under the session, e.g. ``S/plans/ID``) at ``new``.
+
+        BranchMoved if it exists already.
+        """
+        check_name(name.split("/", 1)[0], "session")
+        self._cas(name, None, check_id(new), message)
+
+    def update_ref(self, name: str, old: str | None, new: str, message: str) -> None:
+        """Compare-and-swap any ref from ``old`` (None: must not exist) to ``new``, logged."""
+        self._cas(name, old, check_id(new), message)
+
     def reflog(self, ref: str) -> list[ReflogEntry]:
         """The reflog of a ref, oldest first (unreadable lines skipped)."""
         out = []
@@ -165,5 +196,7 @@ class Refs:
         return out
 
     def _cas(self, name: str, old: str | None, new: str, message: str) -> None:
-        entry = ReflogEntry(old=old, new=new, time_ms=self._clock_ms(), message=message)  # type: ignore[operator]
+        entry = ReflogEntry(
+            old=old, new=new, time_ms=self._clock_ms(), message=message, author=author()
+        )  # type: ignore[operator]
         self.storage.cas_ref(name, old, new, msgspec.json.encode(entry))

@@ -1,7 +1,7 @@
 """The storage primitives behind one small interface, on disk and in memory.
 
-Everything above this module speaks only these verbs, so another backend (an
-S3-compatible one with ``If-None-Match: *`` / ``If-Match``) can slot in later:
+Everything above this module speaks only these verbs, so the object-storage backend
+(``s3storage``, with ``If-None-Match: *`` / ``If-Match``) slots in beside them:
 put-if-absent for objects, compare-and-swap for refs, list, read, append for logs.
 """
 
@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -100,17 +100,48 @@ class BaseStorage:
         """
         raise NotImplementedError
 
-    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
-        """Append one line to a log.
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> int:
+        """Append one line to a log; returns its position (``read_log(after=)`` takes it).
 
+        A position is the storage's own number, increasing: the byte offset after the
+        line on disk, the line count in memory, the entry number on object storage
+        (which the storage assigns: no lock is needed to append).
         ``durable=False`` skips the flush to disk (a progress note whose loss in a crash
         costs nothing).
         """
         raise NotImplementedError
 
-    def read_log(self, name: str) -> list[bytes]:
-        """All lines of a log (empty if none)."""
+    def append_numbered(
+        self,
+        name: str,
+        make_line: Callable[[int], bytes],
+        last_number: Callable[[], int],
+        *,
+        durable: bool = True,
+    ) -> int:
+        """Append ``make_line(n)`` for the next number ``n`` of a numbered log; returns ``n``.
+
+        Numbers are 1, 2, ...; here they are found by ``last_number`` under the log's lock,
+        object storage uses its entry numbers instead (claimed by the write itself).
+        """
+        with self.log_lock(name):
+            n = last_number() + 1
+            self.append_log(name, make_line(n), durable=durable)
+        return n
+
+    def read_log(self, name: str, after: int = 0) -> list[bytes]:
+        """The lines of a log after position ``after`` (0: all; empty if none)."""
         raise NotImplementedError
+
+    def read_numbered(
+        self, name: str, after: int, number_of: Callable[[bytes], int]
+    ) -> list[bytes]:
+        """The lines of a numbered log (``append_numbered``) whose number is above ``after``.
+
+        Here every line is read and ``number_of`` filters them; object storage reads
+        only the entries after ``after`` (its entry numbers are the lines' numbers).
+        """
+        return [ln for ln in self.read_log(name) if number_of(ln) > after]
 
     def read_log_from(self, name: str, cursor: int = 0) -> tuple[list[bytes], int]:
         """The whole lines appended to a log since ``cursor``, and the cursor after them.
@@ -319,7 +350,7 @@ class DiskStorage(BaseStorage):
         names = sorted(nofollow.walk_files(self.root, "refs"))
         return [self.refs / n for n in names if n.endswith(".lock")]
 
-    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> int:
         path = self.logs / name
         nofollow.lstat(self.root, f"logs/{name}")  # LayoutError on a link on the way
         try:
@@ -331,6 +362,7 @@ class DiskStorage(BaseStorage):
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # a line torn by a crash stays torn, alone
                 _write_all(fd, data)  # a short write (a filling disk) goes on or raises
+                end = os.lseek(fd, 0, os.SEEK_CUR)  # after our line (O_APPEND wrote at the end)
                 if durable:
                     os.fsync(fd)
             finally:
@@ -338,8 +370,11 @@ class DiskStorage(BaseStorage):
         except OSError as exc:
             reason = os_reason(exc)
             raise ArtifactWriteError(f"cannot append to log {name}: {reason}", log=name) from exc
+        return end
 
-    def read_log(self, name: str) -> list[bytes]:
+    def read_log(self, name: str, after: int = 0) -> list[bytes]:
+        if after:
+            return self.read_log_from(name, after)[0]
         data = nofollow.read_bytes(self.root, f"logs/{name}")
         if data is None:
             return []
@@ -482,13 +517,15 @@ class MemoryStorage(BaseStorage):
             if n.startswith(prefix) and (depth is None or n.count("/") < depth)
         )
 
-    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> None:
+    def append_log(self, name: str, line: bytes, *, durable: bool = True) -> int:
         with self._mutex:
-            self._logs.setdefault(name, []).append(line.rstrip(b"\n"))
+            lines = self._logs.setdefault(name, [])
+            lines.append(line.rstrip(b"\n"))
+            return len(lines)
 
-    def read_log(self, name: str) -> list[bytes]:
+    def read_log(self, name: str, after: int = 0) -> list[bytes]:
         with self._mutex:
-            return list(self._logs.get(name, []))
+            return list(self._logs.get(name, [])[after:])
 
     def read_log_from(self, name: str, cursor: int = 0) -> tuple[list[bytes], int]:
         with self._mutex:

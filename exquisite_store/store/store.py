@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 
 from exquisite_store import imageio
+from exquisite_store.authorship import recorded
 from exquisite_store.errors import (
     AlreadyExists,
     ArtifactWriteError,
@@ -21,8 +22,9 @@ from exquisite_store.errors import (
     NotFound,
     StoreError,
 )
-from exquisite_store.ids import ObjectId
+from exquisite_store.ids import ObjectId, check_id, is_id
 from exquisite_store.manifests import Attempt, Canvas, Result, Session, Step, StepParams
+from exquisite_store.store import s3store
 from exquisite_store.store.canvas import compose_full, put_canvas
 from exquisite_store.store.files import atomic_write, ensure_dir
 from exquisite_store.store.objects import ObjectStore
@@ -33,6 +35,11 @@ FORMAT_VERSION = 1
 DEFAULT_TILE_SIZE = 256
 TILE_SIZES = (64, 128, 256, 512, 1024)
 Clock = Callable[[], int]
+
+
+def _request_shard(request_id: str) -> str:
+    """The log of the store's response index that lists ``request_id``."""
+    return f"requests/{check_id(request_id)[:2]}"
 
 
 def wall_clock_ms() -> int:
@@ -55,6 +62,14 @@ class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
 _log_decoder = msgspec.json.Decoder(LogLine)
 
 
+def _seq_of(line: bytes) -> int:
+    """The sequence number of an event line (-1 if unreadable: such a line is skipped)."""
+    try:
+        return _log_decoder.decode(line).seq
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return -1
+
+
 class Store:
     """Objects, refs and logs of one store; every path derives from ``storage``."""
 
@@ -70,16 +85,28 @@ class Store:
         self.clock_ms: Clock = clock or wall_clock_ms
         self.objects = ObjectStore(storage)
         self.refs = Refs(storage, self.clock_ms)
+        #: told of each event once it is in the log: ``(session, seq, line)`` (live feeds)
+        self.on_event: Callable[[str, int, bytes], None] | None = None
 
     # --- opening -----------------------------------------------------------------
 
     @classmethod
     def init(
-        cls, root: Path, *, tile_size: int = DEFAULT_TILE_SIZE, clock: Clock | None = None
+        cls,
+        root: Path | str,
+        *,
+        tile_size: int = DEFAULT_TILE_SIZE,
+        clock: Clock | None = None,
+        endpoint: str | None = None,
     ) -> Store:
-        """Create a store at ``root``; AlreadyExists if one is there."""
+        """Create a store at ``root`` (folder or s3:// address); AlreadyExists if one is."""
         if tile_size not in TILE_SIZES:
             raise StoreError(f"tile size must be one of {TILE_SIZES}, not {tile_size}")
+        text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
+        if s3store.is_s3(root):
+            storage = s3store.connect(str(root), endpoint)
+            s3store.write_config(storage, text)
+            return cls(storage, tile_size=tile_size, clock=clock)
         root = Path(root).absolute()
         if (root / "store.toml").exists():
             raise AlreadyExists(f"a store already exists at {root}", path=str(root))
@@ -91,26 +118,37 @@ class Store:
                 f"cannot create the store at {root}: {os.strerror(exc.errno or 0) or exc}",
                 path=str(root),
             ) from exc
-        text = f"# exquisite-store\nformat_version = {FORMAT_VERSION}\ntile_size = {tile_size}\n"
         atomic_write(root / "store.toml", text.encode(), tmp_dir=root / "tmp", exclusive=True)
         return cls(DiskStorage(root), tile_size=tile_size, clock=clock)
 
     @classmethod
-    def open(cls, root: Path, *, clock: Clock | None = None) -> Store:
-        """Open the store at ``root``; StoreError if there is none or it is newer."""
-        root = Path(root).absolute()
-        try:
-            conf = tomllib.loads((root / "store.toml").read_text())
-        except FileNotFoundError:
-            raise StoreError(f"no store at {root} (create one with `exq init`)") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{root / 'store.toml'} is damaged: {exc}") from exc
+    def open(
+        cls, root: Path | str, *, clock: Clock | None = None, endpoint: str | None = None
+    ) -> Store:
+        """Open the store at ``root`` (a folder or ``s3://bucket/prefix``).
+
+        StoreError if there is none or it is newer; on S3, ProbeFailed if the server
+        ignores the conditional writes the store relies on.
+        """
+        storage: BaseStorage
+        if s3store.is_s3(root):
+            storage = s3store.connect(str(root), endpoint)
+            conf = s3store.read_config(storage)
+        else:
+            root = Path(root).absolute()
+            storage = DiskStorage(root)
+            try:
+                conf = tomllib.loads((root / "store.toml").read_text())
+            except FileNotFoundError:
+                raise StoreError(f"no store at {root} (create one with `exq init`)") from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise StoreError(f"{root / 'store.toml'} is damaged: {exc}") from exc
         if conf.get("format_version") != FORMAT_VERSION:
             raise StoreError(f"store format {conf.get('format_version')!r} is not supported")
         tile = conf.get("tile_size")
         if tile not in TILE_SIZES:
             raise StoreError(f"store.toml has an invalid tile_size {tile!r}")
-        return cls(DiskStorage(root), tile_size=tile, clock=clock)
+        return cls(storage, tile_size=tile, clock=clock)
 
     @classmethod
     def memory(cls, *, tile_size: int = DEFAULT_TILE_SIZE, clock: Clock | None = None) -> Store:
@@ -119,8 +157,14 @@ class Store:
 
     @property
     def root(self) -> Path | None:
-        """The store directory (None for a memory store)."""
+        """The store directory (None for a memory or an object-storage store)."""
         return getattr(self.storage, "root", None)
+
+    @property
+    def location(self) -> str:
+        """Where the store is (for people and ``Store.open``): its folder or ``s3://`` address."""
+        root = self.root
+        return str(root) if root is not None else getattr(self.storage, "url", "memory")
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Held by every writer of a step; gc takes it exclusively."""
@@ -160,6 +204,7 @@ class Store:
                 canvas = put_canvas(self.objects, image, 0, 0, self.tile_size)
                 canvas_id = self.objects.put_json(canvas)
                 root = Step(
+                    author=recorded(),
                     session=name,
                     created_ms=now,
                     source_name=source_name,
@@ -260,11 +305,28 @@ class Store:
         return self._read_log(f"sessions/{check_name(session, 'session')}/attempts")
 
     def record_response(self, session: str, request_id: str, response_id: str) -> None:
-        """List a backend response under its request id, for replay."""
-        line = LogLine(time_ms=self.clock_ms(), type="response", id=response_id, kind=request_id)
-        self.storage.append_log(
-            f"sessions/{check_name(session, 'session')}/responses", msgspec.json.encode(line)
+        """List a backend response under its request id: for replay, and the run cache.
+
+        The session's log serves replay; the store's index (``logs/requests/<ab>``, by
+        the request id's first two hex digits) lets any later step find it in one read.
+        """
+        line = LogLine(
+            time_ms=self.clock_ms(),
+            type="response",
+            id=response_id,
+            kind=request_id,
+            message=check_name(session, "session"),
         )
+        raw = msgspec.json.encode(line)
+        self.storage.append_log(f"sessions/{session}/responses", raw)
+        self.storage.append_log(_request_shard(request_id), raw)
+
+    def find_cached_response(self, request_id: str) -> str | None:
+        """The newest response recorded in this store (any session) to ``request_id``."""
+        for line in reversed(self._read_log(_request_shard(request_id))):
+            if line.kind == request_id and is_id(line.id):
+                return line.id
+        return None
 
     def find_response(self, session: str, request_id: str) -> str | None:
         """The newest recorded response to ``request_id`` in a session."""
@@ -282,10 +344,18 @@ class Store:
         costs nothing, and a step has nine of them.
         """
         name = f"sessions/{check_name(session, 'session')}/events"
-        with self.storage.log_lock(name):
-            seq = self._last_seq(name) + 1
+
+        def make_line(seq: int) -> bytes:
             line = LogLine(seq=seq, time_ms=self.clock_ms(), type=type_, data=data)
-            self.storage.append_log(name, msgspec.json.encode(line), durable=type_ != "progress")
+            made.append(msgspec.json.encode(line))  # object storage may ask again
+            return made[-1]
+
+        made: list[bytes] = []
+        seq = self.storage.append_numbered(
+            name, make_line, lambda: self._last_seq(name), durable=type_ != "progress"
+        )
+        if self.on_event is not None:
+            self.on_event(session, seq, made[-1])
         return seq
 
     def last_event_seq(self, session: str) -> int:
@@ -303,8 +373,9 @@ class Store:
 
     def events(self, session: str, after: int = 0) -> list[LogLine]:
         """Events of a session with a sequence number above ``after``."""
-        lines = self._read_log(f"sessions/{check_name(session, 'session')}/events")
-        return [e for e in lines if e.seq > after]
+        name = f"sessions/{check_name(session, 'session')}/events"
+        lines = self.storage.read_numbered(name, after, _seq_of)
+        return [e for e in self._decode(lines) if e.seq > after]
 
     def tail_events(
         self, session: str, cursor: int = 0, after: int = 0

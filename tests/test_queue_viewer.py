@@ -1,0 +1,156 @@
+"""exq serve --queue: viewers hand steps to RQ workers and stream their progress."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exquisite_store import core
+from exquisite_store.core import queue as q
+from exquisite_store.store import Store
+from exquisite_store.store.fsck import fsck
+from viewer import create_app
+
+from .viewer_helpers import BufferedClient, csrf_of, make_session
+
+HERE = Path(__file__).resolve().parent
+BRANCHES = ("main", "b1", "b2", "b3")
+
+
+@pytest.fixture
+def world(tmp_path):
+    world = make_session(tmp_path / "store", steps=1)
+    for b in BRANCHES[1:]:
+        core.create_branch(world["store"], "garden", b, "main")
+    return world
+
+
+@pytest.fixture
+def conn(redis_url):
+    c = q.connect(redis_url)
+    c.flushdb()
+    return c
+
+
+def viewer(root: Path, redis_url: str, **config):
+    app = create_app({"EXQ_STORE": str(root), "TESTING": True, "QUEUE_URL": redis_url, **config})
+    app.test_client_class = BufferedClient
+    return app.test_client()
+
+
+def workers(redis_url: str, n: int) -> list[subprocess.Popen]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "queue_worker_proc.py"), redis_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for _ in range(n)
+    ]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    return procs
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.kill()
+        p.wait(timeout=10)
+        p.stdout.close()
+
+
+def test_two_viewers_two_workers_twenty_steps(world, conn, redis_url) -> None:
+    root = world["store"].root
+    viewers = [viewer(root, redis_url, JOB_QUEUE=32) for _ in range(2)]
+    tokens = [csrf_of(v) for v in viewers]
+    before = Store.open(root).last_event_seq("garden")
+    procs = workers(redis_url, 2)
+    try:
+        jobs = []
+        for i in range(20):
+            v, token = viewers[i % 2], tokens[i % 2]
+            resp = v.post(
+                "/s/garden/extend",
+                json={"extension_px": 16, "overlap_px": 4, "branch": BRANCHES[i % 4]},
+                headers={"X-CSRF-Token": token},
+            )
+            assert resp.status_code == 202, resp.get_json()
+            jobs.append(resp.get_json()["job"])
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            states = viewers[0].get("/-/jobs/garden.json").get_json()
+            if all(states.get(j, {}).get("state") in ("succeeded", "failed") for j in jobs):
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError(f"not every job ended: {states}")
+    finally:
+        stop(procs)
+    store = Store.open(root)
+    assert [states[j]["state"] for j in jobs] == ["succeeded"] * 20
+    # five steps on each branch, one after another: one job per head at a time
+    for b in BRANCHES:
+        depth = sum(1 for _ in store.history(store.refs.head("garden", b)))
+        assert depth == 2 + 5, b
+    # both viewers' live streams show every phase of every job
+    for v in viewers:
+        stream = v.get("/-/events/garden?once=1", headers={"Last-Event-ID": str(before)}).get_data(
+            as_text=True
+        )
+        for job in jobs:
+            mine = [ln for ln in stream.splitlines() if ln.startswith("data:") and job in ln]
+            kinds = [ln.split('"type": "')[1].split('"')[0] for ln in mine]
+            assert kinds[:2] == ["queued", "started"] and kinds[-1] == "succeeded", kinds
+            phases = {ln.split('"phase": "')[1].split('"')[0] for ln in mine if '"phase"' in ln}
+            assert {"plan", "generate", "validate", "commit"} <= phases
+    assert fsck(store).ok
+
+
+def test_cancel_reaches_a_queued_job(world, conn, redis_url) -> None:
+    root = world["store"].root
+    v = viewer(root, redis_url)
+    token = csrf_of(v)
+    resp = v.post(
+        "/s/garden/extend",
+        json={"extension_px": 16, "overlap_px": 4},
+        headers={"X-CSRF-Token": token},
+    )
+    job = resp.get_json()["job"]
+    resp = v.post(
+        f"/-/jobs/garden/{job}/cancel",
+        headers={"X-CSRF-Token": token, "X-Requested-With": "fetch"},
+    )
+    assert resp.status_code == 202, resp.get_json()
+    procs = workers(redis_url, 1)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = v.get("/-/jobs/garden.json").get_json().get(job, {})
+            if state.get("state") in ("succeeded", "failed"):
+                break
+            time.sleep(0.2)
+    finally:
+        stop(procs)
+    # a waiting job that was cancelled never runs: its worker says so, nothing moves
+    assert state["state"] == "failed" and "before it started" in state["result"]["message"]
+    assert Store.open(root).refs.head("garden", "main") == world["steps"][-1]
+
+
+def test_a_full_queue_is_429(world, conn, redis_url) -> None:
+    root = world["store"].root
+    v = viewer(root, redis_url, JOB_QUEUE=2)
+    token = csrf_of(v)
+    codes = [
+        v.post(
+            "/s/garden/extend",
+            json={"extension_px": 16, "overlap_px": 4},
+            headers={"X-CSRF-Token": token},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert codes == [202, 202, 429]
