@@ -8,8 +8,9 @@ reduced once and remembered by its id (ids name pixels, so that holds across sto
 and canvases). A child canvas's level is its parent's with the tiles that differ
 pasted over: the cost of a step's level follows the step's band, not the canvas.
 
-Thumbnails are scaled from the level just finer than their scale; a tile pyramid
-(deep zoom) can cut its tiles from ``level_region`` at each power of two.
+Thumbnails are scaled from the level just finer than their scale. The deep-zoom
+pyramid (``viewer/pyramid.py``) uses the same grid but halves tile by tile from its
+disk cache; see the README ("Thumbnails") for why the two are kept apart.
 """
 
 from __future__ import annotations
