@@ -41,13 +41,6 @@ ALL_IMAGES_LOADED = """(sel) => {
   return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
 }"""
 
-# the flip-book shows its second image, alone, under that image's label
-FLIPPED_TO = """(want) => {
-  const imgs = Array.from(document.querySelectorAll("[data-flip] img"));
-  const label = document.querySelector("[data-flip-label]").textContent;
-  return label === want && imgs[0].hidden && !imgs[1].hidden;
-}"""
-
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -27,6 +27,12 @@ ALL_IMAGES_LOADED = """() => {
   return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
 }"""
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# the flip-book shows its second canvas, alone, under that canvas's label
+FLIPPED_TO = """(want) => {
+  const frames = Array.from(document.querySelectorAll("[data-flip] > [data-label]"));
+  const label = document.querySelector("[data-flip-label]").textContent;
+  return label === want && frames[0].hidden && !frames[1].hidden;
+}"""
 
 
 def test_export_works_from_file_urls(tmp_path) -> None:
@@ -51,6 +57,25 @@ def test_export_works_from_file_urls(tmp_path) -> None:
             page.wait_for_function(ALL_IMAGES_LOADED)
             assert page.locator("img.tile").count() >= 1
             assert page.locator("form").count() == 0  # read-only
+            # the step with its parent: each canvas's tiles are sent once, side by side;
+            # app.js fills the slider and the flip-book with copies of them
+            page.get_by_text("compare with the parent").click()
+            page.wait_for_url("**/compare/*.html")
+            page.wait_for_function(ALL_IMAGES_LOADED)
+            sent = page.locator("#side img.tile").count()
+            assert sent >= 2 and page.locator("#side figure").count() == 2
+            assert page.locator("[data-slider] img.tile").count() == sent
+            assert page.locator("[data-flip] img.tile").count() == sent
+            over = page.locator("[data-slider] .over")
+            assert "50%" in over.evaluate("e => e.style.clipPath")
+            page.locator("[data-slider-input]").fill("20")
+            assert "20%" in over.evaluate("e => e.style.clipPath")
+            labels = page.locator("[data-flip] > [data-label]").evaluate_all(
+                "es => es.map(e => e.dataset.label)"
+            )
+            page.wait_for_function(FLIPPED_TO, arg=labels[1])  # one check: no race with 900 ms
+            page.go_back()
+            page.wait_for_url(f"**/step/{first}.html")
             # into a compare page: the first step's children are the two side candidates
             page.get_by_text("compare the children").click()
             page.wait_for_url("**/compare/*.html")

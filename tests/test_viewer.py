@@ -85,9 +85,13 @@ def test_compare_page_and_twin(client, world) -> None:
     a, b = world["side"]
     html = client.get(f"/compare?ids={a},{b}").get_data(as_text=True)
     store = world["store"]
-    for sid in (a, b):  # each step's canvas in deep zoom, from its pyramid
+    for sid in (a, b):  # the live page shows each step's canvas in deep zoom, from its pyramid
         assert f"/-/pyramid/{store.step(sid).result.canvas_id}" in html
-    assert client.get(f"/compare.json?ids={a},{b}").get_json()["ids"] == [a, b]
+    data = client.get(f"/compare.json?ids={a},{b}").get_json()
+    assert data["ids"] == [a, b]
+    # the context (the export's compare page) draws each canvas from its tiles
+    for it in data["items"]:
+        assert it["tiles"] and all(store.objects.has(t["id"]) for t in it["tiles"])
     assert client.get(f"/-/diff/{a}/{b}.png").status_code == 200
 
 

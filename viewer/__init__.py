@@ -40,11 +40,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not str(app.config["EXQ_STORE"]).startswith("s3://"):
         app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
     from viewer import actions, assets, auth, jobs, live, organise, pages, security, short_ids, web
-    from viewer.contexts import PageOptions, StepsMemo
+    from viewer.page_options import PageOptions, RefsSnapshot, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
         branches=frozenset(app.config.get("EXPORT_BRANCHES") or ()),
         memo=StepsMemo(),
+        window=app.config.get("EXPORT_WINDOW"),
+        full_canvases=not app.config["EXPORT"] or bool(app.config.get("EXPORT_FULL_CANVASES")),
+        snapshot=RefsSnapshot() if app.config["EXPORT"] else None,
         off_branch=not app.config["EXPORT"],
     )
     app.extensions["exq_sse_slots"] = threading.BoundedSemaphore(

@@ -61,16 +61,19 @@ def canvas_png(step_id: str):
 @bp.get("/-/thumb/<oid:step_id>.png")
 def thumb_png(step_id: str):
     """A step's thumbnail."""
-    cid, _ = _canvas_of(step_id)
-    return _send(_open(derived_images.thumb_png(get_store(), cid)), "t" + cid, "image/png")
+    store = get_store()
+    step = store.step(step_id)
+    cid = step.result.canvas_id
+    parent = store.step(step.parent).result.canvas_id if step.parent else None
+    return _send(_open(derived_images.thumb_png(store, cid, parent)), "t" + cid, "image/png")
 
 
 @bp.get("/-/diff/<oid:a>/<oid:b>.png")
 def diff_png(a: str, b: str):
     """The difference of two steps' canvases over their common rectangle."""
-    ca_id, ca = _canvas_of(a)
-    cb_id, cb = _canvas_of(b)
-    path = derived_images.diff_png(get_store(), ca, cb, ca_id, cb_id)
+    ca_id, _ = _canvas_of(a)
+    cb_id, _ = _canvas_of(b)
+    path = derived_images.diff_png(get_store(), ca_id, cb_id)
     return _send(_open(path), f"d{ca_id[:32]}{cb_id[:32]}", "image/png")
 
 

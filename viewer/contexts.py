@@ -6,9 +6,7 @@ viewer, the static export and tests build the same contexts.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from exquisite_store.core.annotations import session_notes
@@ -16,61 +14,30 @@ from exquisite_store.core.history import ever_held
 from exquisite_store.core.sessions import MAX_TITLE
 from exquisite_store.errors import NotFound
 from exquisite_store.fixtures import fixture_names
-from exquisite_store.geometry.frames import ANY
-from exquisite_store.geometry.plan import plan_step
 from exquisite_store.ids import short
 from exquisite_store.manifests import Attempt, Step, StepNote, Validation, to_builtins
 from exquisite_store.pipeline.cost import reachable_steps, session_spent
 from exquisite_store.pipeline.params import SPECS
 from exquisite_store.store import Store
-from exquisite_store.store.canvas import canvas_rect, iter_tiles
+from exquisite_store.store.canvas import canvas_rect
+from viewer import canvas_views
+from viewer.derived_images import diff_rect
+from viewer.page_options import (  # noqa: F401 - PageOptions, StepsMemo: imported from here too
+    DEFAULT,
+    PageOptions,
+    RefsSnapshot,
+    StepsMemo,
+    read_attempt_ids,
+    read_branches,
+    read_current_branch,
+    read_staged,
+)
 from viewer.tree import Node, build_tree, layout, walk
-
-STEPS_MEMO = 32  # (session, branch heads) pairs whose reachable steps are remembered
-
-
-class StepsMemo:
-    """Reachable steps remembered per (session, branch heads).
-
-    Manifests never change and refs are the only mutable state, so the same heads
-    always reach the same steps. Thread-safe; a result must not be mutated.
-    """
-
-    def __init__(self, size: int = STEPS_MEMO) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple, dict[str, Step]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, store: Store, session: str, branches: dict[str, str]) -> dict[str, Step]:
-        """The steps reachable from ``branches``, computed once per set of heads."""
-        key = (session, tuple(sorted(branches.items())))
-        with self._lock:
-            hit = self._items.get(key)
-        if hit is None:
-            hit = reachable_steps(store, list(branches.values()))
-            with self._lock:
-                self._items[key] = hit
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-        return hit
-
-
-@dataclass(frozen=True)
-class PageOptions:
-    """How pages are built: which branches are in scope (an export may pick some)."""
-
-    branches: frozenset[str] = frozenset()
-    memo: StepsMemo | None = field(default=None, compare=False)
-    #: also show steps on no branch now (kept by the reflogs): the live viewer does
-    off_branch: bool = False
-
-
-DEFAULT = PageOptions()
 
 
 def branches_in_scope(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, str]:
     """The session's branches, or only those an export was asked for."""
-    branches = store.refs.branches(session)
+    branches = read_branches(store, session, opts)
     if not opts.branches:
         return branches
     return {b: s for b, s in branches.items() if b in opts.branches}
@@ -83,8 +50,13 @@ def session_steps(
 
     The branches are those in scope unless ``scoped`` is False.
     """
-    branches = branches_in_scope(store, session, opts) if scoped else store.refs.branches(session)
-    heads = {**branches, **{f"staging/{k}": v for k, v in store.refs.staged(session).items()}}
+    branches = (
+        branches_in_scope(store, session, opts) if scoped else read_branches(store, session, opts)
+    )
+    heads = {
+        **branches,
+        **{f"staging/{k}": v for k, v in read_staged(store, session, opts).items()},
+    }
     if opts.memo is None:
         return reachable_steps(store, list(heads.values()))
     return opts.memo.get(store, session, heads)
@@ -107,11 +79,53 @@ def session_attempts(
     """Every attempt of the session whose parent step is in scope, by id."""
     steps = session_steps(store, session, opts) if steps is None else steps
     out = {}
-    for line in store.attempts(session):
-        att = store.objects.get_manifest(line.id, Attempt)
+    for aid in read_attempt_ids(store, session, opts):
+        att = store.objects.get_manifest(aid, Attempt)
         if att.parent in steps:
-            out[line.id] = att
+            out[aid] = att
     return out
+
+
+@dataclass(frozen=True)
+class Family:
+    """Who hangs off whom in a session, indexed once: children, failed tries, heads."""
+
+    children: dict[str, list[dict[str, str]]]
+    failed: dict[str, list[dict[str, str]]]
+    heads: dict[str, list[str]]
+
+
+def session_family(store: Store, session: str, opts: PageOptions = DEFAULT) -> Family:
+    """The children, failed attempts and branch names of every step in scope.
+
+    Built once per set of heads and attempts (remembered in ``opts.memo``), so a step
+    page costs its own children, not a walk over the session.
+    """
+    branches = branches_in_scope(store, session, opts)
+    staged = read_staged(store, session, opts)
+    tried = read_attempt_ids(store, session, opts)
+
+    def make() -> Family:
+        steps = session_steps(store, session, opts)
+        children: dict[str, list[dict[str, str]]] = {}
+        for sid, st in steps.items():
+            if st.parent is not None:
+                what = f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""
+                children.setdefault(st.parent, []).append({"id": sid, "what": what})
+        failed: dict[str, list[dict[str, str]]] = {}
+        for aid, a in session_attempts(store, session, opts, steps).items():
+            failed.setdefault(a.parent or "", []).append(
+                {"id": aid, "kind": a.failure_kind, "message": a.message}
+            )
+        heads: dict[str, list[str]] = {}
+        for b, sid in sorted(branches.items()):
+            heads.setdefault(sid, []).append(b)
+        return Family(children, failed, heads)
+
+    if opts.memo is None:
+        return make()
+    key = ("family", session, tuple(sorted(branches.items())), tuple(sorted(staged.items())), tried)
+    return opts.memo.remember(key, make)
 
 
 def spent(store: Store, session: str, opts: PageOptions = DEFAULT) -> int:
@@ -153,7 +167,7 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
     heads: dict[str, list[str]] = {}
     for name, sid in sorted(branches.items()):
         heads.setdefault(sid, []).append(name)
-    for place, sid in sorted(store.refs.staged(session).items()):
+    for place, sid in sorted(read_staged(store, session, opts).items()):
         branch, _job, k = place.split("/")
         heads.setdefault(sid, []).append(f"{branch} · staged {k}")
     marks = session_notes(store, session)
@@ -251,75 +265,42 @@ def step_fields() -> list[dict[str, Any]]:
     ]
 
 
-def _bands(store: Store, step: Step) -> dict[str, Any]:
-    """Where the new band and the seam zone of a step lie on its canvas."""
-    if step.recipe is None or step.parent is None:
-        return {}
-    parent = store.canvas(store.step(step.parent))
-    r = step.recipe
-    plan = plan_step(
-        canvas_rect(parent),
-        r.direction,
-        r.extension_px,
-        r.overlap_px,
-        r.context_px,
-        ANY,
-        r.immutable_policy,
-    )
-    origin = plan.new_rect
-    return {
-        "gen": list(plan.gen_rect.relative_to(origin)),
-        "seam": list(plan.seam_rect.relative_to(origin)),
-    }
-
-
 def step_context(store: Store, step_id: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """The step page: canvas tiles, prompt, recipe, scores, cost, report, family."""
     step = store.step(step_id)
     canvas = store.canvas(step)
-    t = canvas.tile_size
-    steps = session_steps(store, step.session, opts)
-    children = [
-        {"id": sid, "what": f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""}
-        for sid, st in steps.items()
-        if st.parent == step_id
-    ]
-    failed = [
-        {"id": aid, "kind": a.failure_kind, "message": a.message}
-        for aid, a in session_attempts(store, step.session, opts, steps).items()
-        if a.parent == step_id
-    ]
+    crect = canvas_rect(canvas)
+    family = session_family(store, step.session, opts)
+    view = crect
+    if opts.window is not None:
+        rects = canvas_views.plan_rects(store, step)
+        view = canvas_views.grow(rects[0] if rects else crect, opts.window, crect)
+    heads = family.heads.get(step_id, [])
     ctx: dict[str, Any] = {
         "id": step_id,
         "short": short(step_id),
         "session": step.session,
         "manifest": to_builtins(step),
         "parent": step.parent,
-        "children": children,
-        "failed_children": failed,
-        "heads": sorted(
-            b for b, s in branches_in_scope(store, step.session, opts).items() if s == step_id
-        ),
+        "children": family.children.get(step_id, []),
+        "failed_children": family.failed.get(step_id, []),
+        "heads": heads,
+        "full_png": opts.full_canvases or bool(heads),
         "canvas": {
             "id": step.result.canvas_id,
             "x": canvas.x,
             "y": canvas.y,
             "width": canvas.width,
             "height": canvas.height,
-            "tile_size": t,
-            "tiles": [
-                {
-                    "id": oid,
-                    "x": col * t - canvas.x if col * t > canvas.x else 0,
-                    "y": row * t - canvas.y if row * t > canvas.y else 0,
-                }
-                for col, row, oid in iter_tiles(store.objects, canvas)
-            ],
+            "tile_size": canvas.tile_size,
+            "tiles": canvas_views.tiles(store, canvas, view),
+            "view": list(view.relative_to(crect)),
+            "whole": view == crect,
         },
-        "bands": _bands(store, step),
+        "bands": canvas_views.bands(store, step),
         "seed": candidate_seed(step),
         "branches": branches_in_scope(store, step.session, opts),
-        "current_branch": store.refs.current_branch(step.session),
+        "current_branch": read_current_branch(store, step.session, opts),
         "prompt": "",
         "final_prompt": "",
         "validation": None,
@@ -358,13 +339,17 @@ def attempt_context(store: Store, attempt_id: str) -> dict[str, Any]:
     return ctx
 
 
-def compare_context(store: Store, ids: list[str]) -> dict[str, Any]:
-    """Two or more steps side by side, with their new bands."""
+def compare_context(store: Store, ids: list[str], opts: PageOptions = DEFAULT) -> dict[str, Any]:
+    """Two or more steps side by side over one window of the plane, with their new bands."""
     if len(ids) < 2:
         raise NotFound("compare needs at least two steps")
+    steps = [store.step(sid) for sid in ids]
+    window = canvas_views.compare_window(store, steps, opts.window)
     items = []
-    for sid in ids:
-        step = store.step(sid)
+    for sid, step in zip(ids, steps, strict=True):
+        canvas = store.canvas(step)
+        crect = canvas_rect(canvas)
+        part = crect.intersect(window)
         items.append(
             {
                 "id": sid,
@@ -372,21 +357,54 @@ def compare_context(store: Store, ids: list[str]) -> dict[str, Any]:
                 "session": step.session,
                 "width": step.result.width,
                 "height": step.result.height,
-                "x": store.canvas(step).x,
-                "y": store.canvas(step).y,
-                "bands": _bands(store, step),
+                "x": canvas.x,
+                "y": canvas.y,
+                "bands": canvas_views.bands(store, step, window),
+                # the canvas's part of the window, its tiles placed from the window's corner
+                "part": list(part.relative_to(window)),
+                "tiles": [
+                    {
+                        "id": t["id"],
+                        "x": t["x"] + crect.x - window.x,
+                        "y": t["y"] + crect.y - window.y,
+                    }
+                    for t in canvas_views.tiles(store, canvas, part)
+                ],
                 "prompt": store.objects.get_text(step.recipe.prompt_id) if step.recipe else "",
                 "seam": step.result.scores.seam_permille,
                 "cost": step.response.cost_micro_usd if step.response else 0,
                 "recipe": to_builtins(step.recipe) if step.recipe else None,
             }
         )
-    return {"items": items, "ids": ids}
+    diff = None
+    if len(steps) == 2:
+        d = diff_rect(store, steps[0].result.canvas_id, steps[1].result.canvas_id)
+        diff = list(d.relative_to(window)) if not d.empty else None
+    return {
+        "items": items,
+        "ids": ids,
+        "window": list(window),
+        "whole": window == canvas_views.compare_window(store, steps),
+        "diff": diff,
+    }
 
 
 def gallery_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> dict[str, Any]:
     """Each branch head, big."""
     sess = store.session(session)
+    steps = session_steps(store, session, opts)
+    depth: dict[str | None, int] = {None: -1}
+
+    def depth_of(sid: str) -> int:
+        chain = []
+        while sid not in depth:  # walk up to a step whose depth is known (iteratively)
+            chain.append(sid)
+            sid = steps[sid].parent if sid in steps else store.step(sid).parent
+        for up in reversed(chain):
+            parent = steps[up].parent if up in steps else store.step(up).parent
+            depth[up] = depth[parent] + 1
+        return depth[chain[0]] if chain else depth[sid]
+
     heads = []
     for name, sid in sorted(branches_in_scope(store, session, opts).items()):
         step = store.step(sid)
@@ -396,7 +414,7 @@ def gallery_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
                 "id": sid,
                 "width": step.result.width,
                 "height": step.result.height,
-                "steps": sum(1 for _ in store.history(sid)) - 1,
+                "steps": depth_of(sid),
             }
         )
     return {"session": session, "title": sess.title, "heads": heads}

@@ -7,7 +7,10 @@ The manifest decides three things: a file is "unchanged" only when the manifest 
 it with the same id and it still has that size on disk; ``--prune`` removes only files
 a previous export listed (and only while they still have the listed size); and a
 non-empty directory without one is not written into unless forced. The store itself
-is never an export target. Every file is written to a temp file and renamed into
+is never an export target. The manifest also records each page's inputs (a hash of
+everything its bytes depend on) and the links it made: a page whose inputs are the
+same and whose file is whole is not rendered again, and its links are followed from
+the record. Every file is written to a temp file and renamed into
 place, so a full disk leaves the old file or none, never a torn one.
 """
 
@@ -18,8 +21,10 @@ import errno
 import itertools
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import blake3
 import msgspec
@@ -40,12 +45,25 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str
 
 
+class PageRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
+    """A rendered page: the hash of its inputs, and its links (indexes into ``links``)."""
+
+    inputs: str
+    links: list[int]
+
+
+#: a link a page made: ``(path, kind, value, params)`` as ``href`` recorded it
+Link = tuple[str, str, str, dict[str, Any]]
+
+
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The manifest of an export (not hashed: free to change with the exporter)."""
 
     format: int = FORMAT
     session: str
     files: dict[str, Entry] = {}
+    links: list[Link] = []
+    pages: dict[str, PageRecord] = {}
 
 
 _decoder = msgspec.json.Decoder(Manifest)
@@ -61,7 +79,9 @@ class ExportReport:
     written: int = 0
     unchanged: int = 0
     removed: int = 0
+    skipped: int = 0
     paths: set[str] = field(default_factory=set)
+    rendered: set[str] = field(default_factory=set)
 
 
 def _strerror(exc: OSError) -> str:
@@ -168,12 +188,20 @@ class ExportWriter:
         report: ExportReport,
         previous: Manifest | None,
         store_root: Path | None = None,
+        path_of: Callable[[str, str, dict[str, Any]], str] | None = None,
     ) -> None:
         self.out, self.report = out, report
+        # where a link's file goes, from its kind, value and params: a record whose
+        # path is that one keeps "" instead (the manifest stays about half as large)
+        self.path_of = path_of
         self.real = out.resolve()
         self.store_root = store_root
         self.old: dict[str, Entry] = dict(previous.files) if previous else {}
         self.new: dict[str, Entry] = {}
+        self.old_pages: dict[str, PageRecord] = dict(previous.pages) if previous else {}
+        self.old_links: list[Link] = list(previous.links) if previous else []
+        self.pages: dict[str, list[Link]] = {}  # this export's page records, links unpacked
+        self.inputs: dict[str, str] = {}
         self.removed: set[str] = set()
         self.tmp = out / TMP_DIR
         self._dirs: set[Path] = set()
@@ -190,14 +218,14 @@ class ExportWriter:
             return
         self._commit(rel, dest, entry, lambda tmp: _write_bytes(tmp, data))
 
-    def link(self, rel: str, src: Path) -> None:
-        """A file of the store (named by id): hard-link it, or copy it."""
+    def link(self, rel: str, src: Path, eid: str | None = None) -> None:
+        """A file of the store (named by id, or listed as ``eid``): hard-link it, or copy it."""
         dest = self._dest(rel)
         try:
             st = os.stat(src, follow_symlinks=False)
         except OSError as exc:
             raise UserError(f"cannot read {src}: {_strerror(exc)}") from None
-        entry = Entry(st.st_size, self._source_id(src))
+        entry = Entry(st.st_size, eid or self._source_id(src))
         if self._listed(rel, dest, entry) or _same_inode(dest, st):
             self._unchanged(rel, entry)
             return
@@ -211,6 +239,68 @@ class ExportWriter:
             return False
         self._unchanged(rel, old)
         return True
+
+    def page_known(self, rel: str, inputs: str) -> list[Link] | None:
+        """The links of a page the previous export rendered from the same inputs, if whole.
+
+        None when the page must be rendered: no record, other inputs, or its file is
+        not the listed size any more.
+        """
+        rec, old = self.old_pages.get(rel), self.old.get(rel)
+        if rec is None or old is None or rec.inputs != inputs or not self.known(rel, old.id):
+            return None
+        try:
+            links = [self._unpack(self.old_links[i]) for i in rec.links]
+        except IndexError:
+            return None
+        self.report.skipped += 1
+        self.pages[rel], self.inputs[rel] = links, inputs
+        return links
+
+    def record_page(self, rel: str, inputs: str, links: list[Link]) -> None:
+        """Remember what a rendered page was made from and what it links to."""
+        self.pages[rel], self.inputs[rel] = links, inputs
+
+    def _page_records(self, files: dict[str, Entry]) -> tuple[list[Link], dict[str, PageRecord]]:
+        """This export's page records (and the earlier ones of pages still listed)."""
+        table: list[Link] = []
+        index: dict[tuple, int] = {}
+        pages: dict[str, PageRecord] = {}
+
+        def number(link: Link) -> int:
+            link = self._pack(link)
+            path, kind, value, params = link
+            key = (path, kind, value, _encoder.encode(params) if params else b"")
+            if key not in index:
+                index[key] = len(table)
+                table.append(link)
+            return index[key]
+
+        for rel, rec in self.old_pages.items():
+            if rel in files and rel not in self.pages:
+                with contextlib.suppress(IndexError):
+                    pages[rel] = PageRecord(
+                        rec.inputs, [number(self.old_links[i]) for i in rec.links]
+                    )
+        for rel, links in self.pages.items():
+            pages[rel] = PageRecord(self.inputs[rel], [number(link) for link in links])
+        return table, pages
+
+    def _pack(self, link: Link) -> Link:
+        path, kind, value, params = link
+        if self.path_of is None or not path:
+            return link
+        try:
+            derived = self.path_of(kind, value, params)
+        except (KeyError, TypeError):  # a kind it cannot place: the path is kept
+            return link
+        return ("", kind, value, params) if derived == path else link
+
+    def _unpack(self, link: Link) -> Link:
+        path, kind, value, params = link
+        if not path and self.path_of is not None:
+            return (self.path_of(kind, value, params), kind, value, params)
+        return link
 
     def _listed(self, rel: str, dest: Path, entry: Entry) -> bool:
         return self.old.get(rel) == entry and _size(dest) == entry.size
@@ -292,7 +382,8 @@ class ExportWriter:
             gone = rel in files or rel in self.removed
             if not gone and _size(self.out / rel) == entry.size:
                 files[rel] = entry
-        write_manifest(self.out, Manifest(session=session, files=files))
+        links, pages = self._page_records(files)
+        write_manifest(self.out, Manifest(session=session, files=files, links=links, pages=pages))
         with contextlib.suppress(OSError):
             self.tmp.rmdir()
 

@@ -82,7 +82,7 @@ def compare_page(json: bool = False):
     expanded = short_ids.compare_query(ids)
     if expanded is not None:  # a short id: the page of the full ids
         return redirect(f"{request.path}?{expanded}", code=302)
-    ctx = contexts.compare_context(get_store(), ids)
+    ctx = contexts.compare_context(get_store(), ids, page_options())
     if not json and not current_app.config.get("EXPORT"):
         ctx.update(canvas_view.compare_zoom(get_store(), ctx["items"]))
     return _page("compare.html", ctx, json)

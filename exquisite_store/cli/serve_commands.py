@@ -104,6 +104,11 @@ def serve(
     is_flag=True,
     help="Write into a non-empty directory that holds no export (or another session's).",
 )
+@click.option(
+    "--full-canvases",
+    is_flag=True,
+    help="Write a full-canvas PNG of every step (by default only of branch heads).",
+)
 @click.pass_context
 def export(
     ctx: click.Context,
@@ -113,6 +118,7 @@ def export(
     layout: str,
     prune: bool,
     force: bool,
+    full_canvases: bool,
 ) -> None:
     """Write SESSION as a static site into DIRECTORY (works from file://).
 
@@ -137,12 +143,13 @@ def export(
             layout_steps=layout == "steps",
             prune=prune,
             force=force,
+            full_canvases=full_canvases,
             progress=lambda _path: bar.update(1),
         )
     click.echo(
-        f"exported {session} to {Path(directory).absolute()}: {rep.pages} pages, "
-        f"{rep.files} files; {rep.written} written, {rep.unchanged} unchanged"
-        + (f", {rep.removed} removed" if prune else "")
+        f"exported {session} to {Path(directory).absolute()}: {rep.pages} pages rendered, "
+        f"{rep.skipped} unchanged pages skipped, {rep.files} files; {rep.written} written, "
+        f"{rep.unchanged} unchanged" + (f", {rep.removed} removed" if prune else "")
     )
     click.echo(f"open file://{(Path(directory).absolute() / 'index.html')}")
 

@@ -135,12 +135,26 @@ def _tree_tiles(
     return found
 
 
+def _cell_pixel(canvas: Canvas, col: int, row: int) -> Rect:
+    """One pixel of the canvas inside a grid cell (empty if the cell is outside it).
+
+    Not the cell's corner: where the canvas does not start on a grid line (it grew
+    left or up), the corner of its first row or column of cells lies outside it.
+    """
+    t = canvas.tile_size
+    part = Rect(col * t, row * t, t, t).intersect(
+        Rect(canvas.x, canvas.y, canvas.width, canvas.height)
+    )
+    return Rect(part.x, part.y, 1, 1) if not part.empty else part
+
+
 def tile_at(objects: ObjectStore, canvas: Canvas, col: int, row: int) -> str:
     """The id of one tile (reads the nodes on its path only)."""
-    t = canvas.tile_size
-    for c, r, oid in iter_tiles(objects, canvas, Rect(col * t, row * t, 1, 1)):
-        if (c, r) == (col, row):
-            return oid
+    pixel = _cell_pixel(canvas, col, row)
+    if not pixel.empty:
+        for c, r, oid in iter_tiles(objects, canvas, pixel):
+            if (c, r) == (col, row):
+                return oid
     raise CompositeError(f"canvas has no tile at ({col}, {row})")
 
 
@@ -154,14 +168,18 @@ def differing_tiles(
     """
     candidates = {(c, r) for c, r, _ in _tree_differences(objects, parent, child)}
     candidates |= set(recent_of(parent)) | set(recent_of(child))
-    t = child.tile_size
     found = []
     for c, r in candidates:
-        cell = Rect(c * t, r * t, 1, 1)
-        new = next((oid for _, _, oid in iter_tiles(objects, child, cell)), None)
+        here = _cell_pixel(child, c, r)
+        if here.empty:
+            continue
+        new = next((oid for _, _, oid in iter_tiles(objects, child, here)), None)
         if new is None:
             continue
-        old = next((oid for _, _, oid in iter_tiles(objects, parent, cell)), None)
+        there = _cell_pixel(parent, c, r)
+        old = None
+        if not there.empty:
+            old = next((oid for _, _, oid in iter_tiles(objects, parent, there)), None)
         if old != new:
             found.append((c, r, new))
     found.sort(key=lambda x: (x[1], x[0]))

@@ -59,14 +59,22 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def atomic_write(
-    path: Path, data: bytes, *, tmp_dir: Path, exclusive: bool = False, read_only: bool = False
+    path: Path,
+    data: bytes,
+    *,
+    tmp_dir: Path,
+    exclusive: bool = False,
+    read_only: bool = False,
+    durable: bool = True,
 ) -> bool:
     """Write ``data`` to ``path`` so a crash leaves either nothing new or the whole file.
 
     A temp file in ``tmp_dir`` (same filesystem) is written and fsynced, then linked
     (``exclusive``: never replaces; returns False if ``path`` already exists) or renamed
     into place, and the directory is fsynced. Raises ArtifactWriteError on I/O failure,
-    naming the path relative to the store (``tmp_dir``'s parent).
+    naming the path relative to the store (``tmp_dir``'s parent). ``durable=False``
+    skips both fsyncs (derived files in ``cache/``: a crash may leave an empty file,
+    which their reader takes for a missing one, never a torn one in a running system).
     """
     tmp = tmp_dir / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
     try:
@@ -74,7 +82,8 @@ def atomic_write(
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if read_only:
@@ -86,7 +95,8 @@ def atomic_write(
                 return False
         else:
             os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
         return True
     except OSError as exc:
         raise ArtifactWriteError(

@@ -377,12 +377,18 @@
   }
 
   // --- compare: slider, flip-book, synced pan ---------------------------------------
+  // their frames are copies of the side-by-side canvases (the page sends each one once)
+  const sides = $$("#side figure .canvas");
+  $$("[data-from]").forEach((slot) => {
+    const src = sides[parseInt(slot.dataset.from, 10)];
+    if (src) slot.appendChild(src.cloneNode(true));
+  });
   $$("[data-slider-input]").forEach((input) => {
     const over = input.previousElementSibling.querySelector(".over");
     input.addEventListener("input", () => { over.style.clipPath = `inset(0 0 0 ${input.value}%)`; });
   });
   $$("[data-flip]").forEach((box) => {
-    const imgs = $$("img", box);
+    const imgs = $$("[data-label]", box);
     const label = box.nextElementSibling;
     let i = 0;
     setInterval(() => {
