@@ -32,6 +32,8 @@ def _print_event(e: dict[str, Any]) -> None:
         click.echo(f"  step {e['k'] + 1}: {short(e['step'])}, {e['why']} (seams {seams})")
     elif action == "try-failed":
         click.echo(f"  step {e['k'] + 1} try {e['t'] + 1} failed: {e['kind']}: {e['reason']}")
+    elif action == "repair":
+        click.echo(f"  step {e['k'] + 1}: seam repair {e['result']}: {e['why']}")
     elif action == "failed":
         click.echo(f"  the plan failed: {e.get('reason', '')}")
     elif action == "finished":
@@ -48,6 +50,7 @@ def _print_event(e: dict[str, Any]) -> None:
 @click.option("--pick", type=click.Choice(["best", "first"]), default="best", show_default=True)
 @click.option("--budget", "plan_budget", default=None, metavar="USD", help="The plan's own budget.")
 @click.option("--max-seam", type=float, default=None, help="Refuse candidates whose seam is above.")
+@click.option("--repair-above", type=float, default=None, help="Repair a step whose seam is above.")
 @click.option("--resume", "resume", default=None, metavar="PLAN", help="Resume plan PLAN.")
 @step_options
 @click.pass_context
@@ -62,6 +65,7 @@ def grow(
     pick: str,
     plan_budget: str | None,
     max_seam: float | None,
+    repair_above: float | None,
     resume: str | None,
     from_: str | None,
     branch: str | None,
@@ -90,6 +94,7 @@ def grow(
             pick=pick,
             budget_micro_usd=parse_budget(plan_budget),
             max_seam_permille=None if max_seam is None else round(max_seam * 1000),
+            repair_above_permille=None if repair_above is None else round(repair_above * 1000),
             params=step_params(options),
             prompt=prompt,
         )
