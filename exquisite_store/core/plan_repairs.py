@@ -17,7 +17,8 @@ from typing import Any
 from exquisite_store.backends.base import Backend
 from exquisite_store.core.staging import accept, discard, staged
 from exquisite_store.core.steps import estimate, grow, repair_request
-from exquisite_store.errors import BudgetExceeded, Cancelled, StepFailure
+from exquisite_store.errors import BudgetExceeded, Cancelled, ExqError, StepFailure
+from exquisite_store.geometry.repair import DEFAULT_REPAIR_PX
 from exquisite_store.manifests import Plan, Step, StepParams
 from exquisite_store.money import format_usd
 from exquisite_store.pipeline.job import Observer
@@ -72,7 +73,11 @@ def run_repair(
 
     mine = [c for g in staged(store, session) if g.job == job for c in g.candidates]
     if not mine:  # not run yet, or killed before its candidate was staged
-        req = _request(store, session, plan, k, sid)
+        try:
+            req = _request(store, session, plan, k, sid)
+        except ExqError as exc:  # e.g. no band fits around this seam: nothing to repair
+            outcome("failed", f"{exc.kind}: {exc.message}")
+            return
         if plan.budget_micro_usd is not None:
             cost = estimate(store, req)["estimate_micro_usd"]
             if spent + cost > plan.budget_micro_usd:
@@ -104,6 +109,8 @@ def _request(store: Store, session: str, plan: Plan, k: int, sid: str):
     }
     params.update(n=1, seed=(plan.seed + k * 7919 + REPAIR_SEED_OFFSET) % 2**31)
     prompt = store.objects.get_text(plan.prompt_id) if plan.prompt_id else ""
+    # the default band, narrowed to what the step's new band leaves of context beyond it
+    width = max(2, min(DEFAULT_REPAIR_PX, 2 * (store.step(sid).recipe.extension_px - 1)))
     return repair_request(
-        store, session, sid, params, prompt=prompt, branch=plan.branch, stage=True
+        store, session, sid, params, width_px=width, prompt=prompt, branch=plan.branch, stage=True
     )
