@@ -227,6 +227,9 @@ def test_the_repair_button(tmp_path, disk) -> None:
         time.sleep(0.1)
     new = disk.step(disk.refs.head("s", "main"))
     assert new.parent == head and new.recipe.repair.width_px == 16
+    page = client.get(f"/step/{disk.refs.head('s', 'main')}").get_data(as_text=True)
+    assert "repair of" in page and "seam before the repair" in page
+    assert "repair 16px" in client.get("/s/s").get_data(as_text=True)
 
 
 class SmoothRepair(PatternBackend):
@@ -256,7 +259,7 @@ def test_grow_repair_above_repairs_each_bad_seam_once(disk) -> None:
     assert len(outcomes) == 3 and set(outcomes) <= {"accepted", "discarded"}
     chain = [s for _sid, s in disk.history(disk.refs.head("s", "main"))]
     repairs = [s for s in chain if s.recipe is not None and s.recipe.repair]
-    assert len(repairs) == outcomes.count("accepted")
+    assert len(repairs) == outcomes.count("accepted") >= 1
     for e in st.repairs:
         if e["result"] == "accepted":
             assert e["seam_after"] < e["seam_before"]

@@ -17,6 +17,7 @@ from exquisite_store.errors import NotFound
 from exquisite_store.fixtures import fixture_names
 from exquisite_store.geometry.frames import ANY
 from exquisite_store.geometry.plan import plan_step
+from exquisite_store.geometry.repair import recipe_label, repaired_band
 from exquisite_store.ids import short
 from exquisite_store.manifests import Attempt, Step, Validation, to_builtins
 from exquisite_store.pipeline.cost import reachable_steps, session_spent
@@ -165,7 +166,7 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
                 st.created_ms,
                 label={
                     "size": f"{st.result.width}x{st.result.height}",
-                    "what": "root" if r is None else f"{r.direction} +{r.extension_px}",
+                    "what": recipe_label(r),
                     "seam": st.result.scores.seam_permille,
                     "cost": st.response.cost_micro_usd if st.response else 0,
                     "heads": heads.get(sid, []),
@@ -252,6 +253,10 @@ def _bands(store: Store, step: Step) -> dict[str, Any]:
         return {}
     parent = store.canvas(store.step(step.parent))
     r = step.recipe
+    if r.repair:  # the repaired band, on a canvas of the parent's size
+        rect = canvas_rect(parent)
+        band = repaired_band(r.direction, r.repair.seam_at, rect, r.repair.width_px)
+        return {"gen": list(band.relative_to(rect)), "seam": []}
     plan = plan_step(
         canvas_rect(parent),
         r.direction,
@@ -275,7 +280,7 @@ def step_context(store: Store, step_id: str, opts: PageOptions = DEFAULT) -> dic
     t = canvas.tile_size
     steps = session_steps(store, step.session, opts)
     children = [
-        {"id": sid, "what": f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""}
+        {"id": sid, "what": recipe_label(st.recipe) if st.recipe else ""}
         for sid, st in steps.items()
         if st.parent == step_id
     ]

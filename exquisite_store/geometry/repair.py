@@ -254,3 +254,18 @@ def blend_repair(
         flipped = _pull_to_edge(band[:, ::-1], new_ctx[:, 0], model_new[:, 0], ov)
         band = np.ascontiguousarray(flipped[:, ::-1])
     return RepairBlend(band, model_old, model_new, tuple(gain), tuple(offset))
+
+
+def repaired_band(direction: str, seam_at: int, canvas: Rect, width_px: int) -> Rect:
+    """The band a repair of ``width_px`` repaints around the seam, on the plane."""
+    old = width_px // 2
+    return plane_rect(direction, seam_at, canvas, -old, width_px - old)
+
+
+def recipe_label(recipe) -> str:
+    """A step's recipe in a few words: ``right +256`` or ``repair 64px``."""
+    if recipe is None:
+        return "root"
+    if recipe.repair:  # UNSET is falsy
+        return f"repair {recipe.extension_px}px"
+    return f"{recipe.direction} +{recipe.extension_px}"
