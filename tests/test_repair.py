@@ -29,7 +29,7 @@ from exquisite_store.pipeline.reproduce import reproduce
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
 
-from .fakes.backends import PatternBackend, TruthBackend, cut, paint_area
+from .fakes.backends import PatternBackend, RepairTruthBackend, TruthBackend, cut, paint_area
 from .helpers import TickClock, rng_image
 
 
@@ -92,15 +92,6 @@ def test_a_repair_keeps_every_pixel_outside_its_band(
     assert again.repair_px == width and seam_at(store, sid).seam_at == at
 
 
-class RepairTruth(TruthBackend):
-    """The truth under a repair's strip (scale 1, ANY: the frame is the strip on the plane)."""
-
-    strip: Rect = Rect(0, 0, 0, 0)
-
-    def frame_rect(self, request):
-        return self.strip
-
-
 def _bad_seam(photo: np.ndarray, direction: str, length: int = 96):
     """A session grown once from a cut photo with a hard paste of a badly drifted band."""
     start, origin = cut(photo, direction, length)
@@ -122,8 +113,7 @@ def test_a_repair_mends_a_deliberately_bad_seam(photo, direction) -> None:
     at = seam_at(store, bad).seam_at
     width = 48
     plan = plan_repair(canvas, direction, at, width, 16, None, ANY)
-    truth = RepairTruth(photo, parent_rect=canvas, direction=direction, origin=origin)
-    truth.strip = plan.strip_rect
+    truth = RepairTruthBackend(photo, plan.strip_rect, origin=origin)
     sid = _repair(store, "s", bad, truth, width, seam="match", overlap_px=16, seed=3)
     sc = store.step(sid).result.scores
     assert sc.seam_before_permille > 5000  # a 25-40 level step: plainly visible
