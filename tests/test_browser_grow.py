@@ -21,6 +21,8 @@ from exquisite_store.store import Store  # noqa: E402
 from .helpers import rng_image  # noqa: E402
 
 pytestmark = pytest.mark.browser
+#: a plan's step is a patchmatch fill: about a second alone, far more on a busy machine
+SLOW_MS = 180_000
 
 
 @pytest.fixture
@@ -70,15 +72,15 @@ def test_the_grow_panel_starts_shows_pauses_and_resumes_a_plan(served) -> None:
         # the panel shows the plan at once (a plan event refreshes it), then pause it
         # while its first step runs: it stops after that step
         row.get_by_role("button", name="Pause").click()
-        expect(row).to_have_attribute("data-state", "paused")
+        expect(row).to_have_attribute("data-state", "paused", timeout=SLOW_MS)
         expect(row.get_by_role("button", name="Resume")).to_be_visible()
         paused_at = pl.state(store, "g", pid).done
         assert paused_at < 3
         page.wait_for_timeout(1500)  # paused means paused: no step is added meanwhile
         assert pl.state(store, "g", pid).done == paused_at
         row.get_by_role("button", name="Resume").click()
-        expect(row.locator(".progress")).to_have_text("step 3 of 3")
-        expect(row).to_have_attribute("data-state", "finished")
+        expect(row.locator(".progress")).to_have_text("step 3 of 3", timeout=SLOW_MS)
+        expect(row).to_have_attribute("data-state", "finished", timeout=SLOW_MS)
         expect(row.locator(".choices li")).to_have_count(3)
         expect(row.locator(".choices li").first).to_contain_text("the only candidate")
         # the tree and the branch list followed without a reload

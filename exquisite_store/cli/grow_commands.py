@@ -12,6 +12,7 @@ from exquisite_store.core import plans as pl
 from exquisite_store.core.sessions import parse_budget
 from exquisite_store.errors import ConfigError
 from exquisite_store.ids import short
+from exquisite_store.money import format_usd
 
 _SIZE = re.compile(r"^(\d{1,6})x(\d{1,6})$")
 
@@ -100,7 +101,7 @@ def grow(
         )
         click.echo(f"plan {pid} (resume with: exq grow {session} --resume {pid})")
     st = pl.run(store, session, pid, observer=PhaseLine(), report=_print_event)
-    click.echo(pl.describe(st))
+    click.echo(describe(st))
     if st.state == "failed":
         ctx.exit(1)
 
@@ -115,13 +116,28 @@ def plans(ctx: click.Context, session: str, pause: str | None, stop: str | None)
     store = open_store(ctx)
     for pid, action in ((pause, "pause"), (stop, "stop")):
         if pid:
-            click.echo(pl.describe(pl.control(store, session, pid, action)))
+            click.echo(describe(pl.control(store, session, pid, action)))
             return
     states = pl.plans(store, session)
     for st in states:
-        click.echo(pl.describe(st))
+        click.echo(describe(st))
     if not states:
         click.echo(f"no plans in {session} (start one with `exq grow {session} --steps N`)")
+
+
+def describe(st: pl.PlanState) -> str:
+    """One line about a plan, for ``exq plans``."""
+    p = st.plan
+    goal = f"{st.done}/{p.steps} steps" if p.steps else f"{st.done} steps"
+    if p.until_width or p.until_height:
+        goal += f", {st.width}x{st.height} of {p.until_width}x{p.until_height}"
+    spend = format_usd(st.spent_micro_usd)
+    if p.budget_micro_usd is not None:
+        spend += f" of {format_usd(p.budget_micro_usd)}"
+    why = f" ({st.reason})" if st.reason else ""
+    fixed = sum(1 for e in st.repairs if e.get("result") == "accepted")
+    repairs = f", {fixed} seam{'s' if fixed != 1 else ''} repaired" if fixed else ""
+    return f"{st.id}  {p.branch}  {goal}{repairs}  {spend}  {st.state}{why}  from {short(p.start)}"
 
 
 COMMANDS = (grow, plans)

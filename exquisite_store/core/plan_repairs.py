@@ -25,7 +25,7 @@ from exquisite_store.pipeline.job import Observer
 from exquisite_store.pipeline.params import FIELDS
 from exquisite_store.store import Store
 
-#: repair seeds sit this far from step ``k``'s own seeds (``seed + k * stride + try``)
+#: a repair of step ``k`` calls with the seed of its step's try 4001 (never a real try)
 REPAIR_SEED_OFFSET = 4001
 
 
@@ -57,6 +57,7 @@ def run_repair(
     k: int,
     sid: str,
     spent: int,
+    seed: int,
     *,
     backend: Backend | None = None,
     observer: Observer | None = None,
@@ -74,7 +75,7 @@ def run_repair(
     mine = [c for g in staged(store, session) if g.job == job for c in g.candidates]
     if not mine:  # not run yet, or killed before its candidate was staged
         try:
-            req = _request(store, session, plan, k, sid)
+            req = _request(store, session, plan, sid, seed)
         except ExqError as exc:  # e.g. no band fits around this seam: nothing to repair
             outcome("failed", f"{exc.kind}: {exc.message}")
             return
@@ -100,14 +101,14 @@ def run_repair(
         outcome("discarded", why, cand.step, after)
 
 
-def _request(store: Store, session: str, plan: Plan, k: int, sid: str):
+def _request(store: Store, session: str, plan: Plan, sid: str, seed: int):
     params: dict[str, Any] = {
         f: getattr(plan.params, f)
         for f in FIELDS
         if f not in ("direction", "extension_px")
         and getattr(plan.params, f) != getattr(StepParams(), f)
     }
-    params.update(n=1, seed=(plan.seed + k * 7919 + REPAIR_SEED_OFFSET) % 2**31)
+    params.update(n=1, seed=seed)
     prompt = store.objects.get_text(plan.prompt_id) if plan.prompt_id else ""
     # the default band, narrowed to what the step's new band leaves of context beyond it
     width = max(2, min(DEFAULT_REPAIR_PX, 2 * (store.step(sid).recipe.extension_px - 1)))

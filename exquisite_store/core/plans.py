@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exquisite_store.backends.base import Backend
-from exquisite_store.core.plan_repairs import is_repair, repair_due, run_repair
+from exquisite_store.core.plan_repairs import (
+    REPAIR_SEED_OFFSET,
+    is_repair,
+    repair_due,
+    run_repair,
+)
 from exquisite_store.core.staging import accept, staged
 from exquisite_store.core.steps import StepRequest, estimate, grow, step_request
 from exquisite_store.errors import (
@@ -31,7 +36,6 @@ from exquisite_store.errors import (
     StepFailure,
     UserError,
 )
-from exquisite_store.ids import short
 from exquisite_store.manifests import Plan, Step, StepParams
 from exquisite_store.money import format_usd
 from exquisite_store.params import DIRECTIONS
@@ -255,8 +259,10 @@ def run(
                 return st
             seen = store.last_event_seq(session)
             if st.repair_due is not None:
+                k = st.done - 1
+                seed = (st.plan.seed + k * SEED_STRIDE + REPAIR_SEED_OFFSET) % 2**31
                 run_repair(
-                    store, session, pid, st.plan, st.done - 1, st.repair_due, st.spent_micro_usd,
+                    store, session, pid, st.plan, k, st.repair_due, st.spent_micro_usd, seed,
                     backend=backend, observer=observer,
                 )  # fmt: skip
                 _report(store, session, pid, seen, report)
@@ -426,16 +432,3 @@ def _chain(store: Store, plan: Plan) -> list[tuple[str, Step]] | None:
             return chain
         chain.append((sid, step))
     return None
-
-
-def describe(st: PlanState) -> str:
-    """One line about a plan, for ``exq plans``."""
-    p = st.plan
-    goal = f"{st.done}/{p.steps} steps" if p.steps else f"{st.done} steps"
-    if p.until_width or p.until_height:
-        goal += f", {st.width}x{st.height} of {p.until_width}x{p.until_height}"
-    spend = format_usd(st.spent_micro_usd)
-    if p.budget_micro_usd is not None:
-        spend += f" of {format_usd(p.budget_micro_usd)}"
-    why = f" ({st.reason})" if st.reason else ""
-    return f"{st.id}  {p.branch}  {goal}  {spend}  {st.state}{why}  from {short(p.start)}"
