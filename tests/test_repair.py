@@ -9,6 +9,13 @@ seam's score falls to about the picture's own, and the band's colour to the trut
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -28,6 +35,8 @@ from exquisite_store.pipeline.repair import seam_at
 from exquisite_store.pipeline.reproduce import reproduce
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
+from exquisite_store.store.fsck import fsck
+from exquisite_store.store.locks import unlock
 
 from .fakes.backends import PatternBackend, RepairTruthBackend, TruthBackend, cut, paint_area
 from .helpers import TickClock, rng_image
@@ -210,8 +219,6 @@ def test_the_repair_button(tmp_path, disk) -> None:
         headers={"Accept": "application/json"},
     )
     assert r.status_code == 202, r.get_json()
-    import time
-
     deadline = time.monotonic() + 60
     while disk.refs.head("s", "main") == head and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -257,3 +264,53 @@ def test_grow_repair_above_repairs_each_bad_seam_once(disk) -> None:
     # run again: nothing is repeated (each seam was decided once)
     assert pl.run(disk, "s", pid, backend=backend).state == "finished"
     assert backend.calls == calls
+
+
+@pytest.mark.slow
+def test_a_repairing_plan_killed_at_random_moments_decides_each_seam_once(tmp_path) -> None:
+    store = Store.init(tmp_path / "store", clock=TickClock())
+    store.create_session("s", rng_image(40, 64, seed=5))
+    pid, _ = pl.create_plan(
+        store, "s", steps=6, repair_above_permille=0, seed=7,
+        params={"extension_px": 24, "overlap_px": 4},
+    )  # fmt: skip
+    log = tmp_path / "answers.log"
+    proc_py = Path(__file__).resolve().parent / "plan_proc.py"
+    rng = random.Random(15)
+    kills = 0
+    for _ in range(80):
+        proc = subprocess.Popen(
+            [sys.executable, str(proc_py), str(store.root), "s", pid, str(log)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout.readline().strip() == "ready"
+        try:
+            proc.wait(timeout=rng.uniform(0.05, 1.5))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            proc.stdout.close()
+            continue
+        proc.stdout.close()
+        assert proc.returncode == 0
+        break
+    store = Store.open(store.root)
+    st = pl.state(store, "s", pid)
+    assert st.state == "finished" and st.done == 6, (st.state, st.reason, kills)
+    # each grown step's seam was decided once: repaired on the branch, or an event says
+    # why not; never both, never twice
+    steps = [(sid, s) for sid, s in store.history(store.refs.head("s", "main"))][:-1]
+    grown = [sid for sid, s in steps if not s.recipe.repair]
+    repaired = {s.recipe.repair.step for _sid, s in steps if s.recipe.repair}
+    kept_out = [e["step"] for e in st.repairs if e["result"] != "accepted"]
+    assert len(grown) == 6 and len(kept_out) == len(set(kept_out))
+    assert repaired.isdisjoint(kept_out) and repaired | set(kept_out) == set(grown)
+    answered = [line.split()[1] for line in log.read_text().splitlines() if "answered" in line]
+    assert len(set(answered)) == 12  # six steps and six repairs, one request each
+    assert len(answered) - 12 <= kills and kills >= 3
+    unlock(store)
+    assert fsck(store).ok
+    print(
+        f"FIGURE repair-plan-kills kills={kills} answers={len(answered)} accepted={len(repaired)}"
+    )
