@@ -314,3 +314,34 @@ def test_a_repairing_plan_killed_at_random_moments_decides_each_seam_once(tmp_pa
     print(
         f"FIGURE repair-plan-kills kills={kills} answers={len(answered)} accepted={len(repaired)}"
     )
+
+
+@pytest.mark.parametrize(
+    ("direction", "band"),
+    [
+        # a 100 x 80 canvas at (0, 0); the seam at x = 60 (right, left) or y = 50 (down, up);
+        # a 9 px band: 4 px on the old side, 5 on the new
+        ("right", Rect(56, 0, 9, 80)),  # old side x < 60
+        ("left", Rect(55, 0, 9, 80)),  # old side x >= 60
+        ("down", Rect(0, 46, 100, 9)),  # old side y < 50
+        ("up", Rect(0, 45, 100, 9)),  # old side y >= 50
+    ],
+)
+def test_the_band_straddles_the_seam(direction, band) -> None:
+    canvas = Rect(0, 0, 100, 80)
+    at = 60 if direction in ("right", "left") else 50
+    plan = plan_repair(canvas, direction, at, 9, 2, 16, ANY)
+    assert plan.band_rect == band and (plan.old_px, plan.new_px) == (4, 5)
+    assert plan.strip_rect.contains(band) and canvas.contains(plan.strip_rect)
+    assert (plan.old_context_px, plan.new_context_px) == (16, 16)
+    assert plan.frame.width * plan.frame.height == plan.strip_rect.area  # ANY: the strip
+
+
+def test_a_queued_repair_is_the_same_repair_on_the_worker(disk) -> None:
+    from exquisite_store.core import queue
+
+    head = disk.refs.head("s", "main")
+    req = core.repair_request(disk, "s", head, {"seed": 9}, width_px=20)
+    payload = queue.payload_of("/store", req, "job1")
+    again = queue.request_of(disk, payload)
+    assert again.repair_px == 20 and again.target == req.target and again.params == req.params
