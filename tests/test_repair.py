@@ -345,3 +345,23 @@ def test_a_queued_repair_is_the_same_repair_on_the_worker(disk) -> None:
     payload = queue.payload_of("/store", req, "job1")
     again = queue.request_of(disk, payload)
     assert again.repair_px == 20 and again.target == req.target and again.params == req.params
+
+
+def test_a_failed_repair_is_retried_as_a_repair(disk) -> None:
+    from exquisite_store.errors import StepFailure
+
+    from .fakes.backends import WrongSizeBackend
+
+    class Misfit(WrongSizeBackend):
+        name = "patchmatch"  # a known name, so the retry can name it again
+
+    head = disk.refs.head("s", "main")
+    req = core.repair_request(disk, "s", head, {"seed": 2}, width_px=12)
+    with pytest.raises(StepFailure) as failed:
+        core.grow(disk, req, backend=Misfit())
+    attempt = failed.value.details["attempt_id"]
+    again = core.retry_request(disk, attempt)
+    assert again.repair_px == 12 and again.target.parent == head
+    out = core.grow(disk, again, backend=PatternBackend())
+    step = disk.step(out.step_ids[0])
+    assert step.recipe.repair.width_px == 12 and step.result.width == disk.step(head).result.width

@@ -189,4 +189,11 @@ def retry_request(store: Store, attempt_id: ObjectId) -> StepRequest:
     branch = att.branch if branches.get(att.branch) == att.parent else None
     r = att.recipe
     prompt = store.objects.get_text(r.prompt_id) if store.objects.has(r.prompt_id) else ""
+    if r.repair:  # a failed repair is retried as the same repair
+        for fixed in ("direction", "extension_px"):
+            params.pop(fixed)
+        return repair_request(
+            store, att.session, att.parent, params, width_px=r.repair.width_px,
+            prompt=prompt, branch=branch,
+        )  # fmt: skip
     return step_request(store, att.session, params, prompt=prompt, parent=att.parent, branch=branch)
