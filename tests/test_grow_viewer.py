@@ -43,7 +43,7 @@ def _serve(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, base
 
 
-def _wait(cond, timeout: float = 120.0, what: str = "") -> None:
+def _wait(cond, timeout: float = 300.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -118,7 +118,11 @@ def test_a_viewer_killed_mid_plan_is_continued_by_the_next(tmp_path) -> None:
     assert done < 4, "the plan finished before the kill: nothing left to resume"
     proc, base = _serve(root, log)  # the new viewer resumes the plan on start
     try:
-        _wait(lambda: pl.state(store, "g", pid).state == "finished", what="the resumed plan")
+        try:
+            _wait(lambda: pl.state(store, "g", pid).state == "finished", what="the resumed plan")
+        except AssertionError:
+            st = pl.state(store, "g", pid)
+            raise AssertionError(f"{st.state} {st.done}/4 {st.reason}\n{log.read_text()}") from None
     finally:
         proc.terminate()
         proc.wait(timeout=20)
