@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 #: (script, arguments): the order is cheapest first
 BENCHMARKS = [
     ("seam_table.py", []),
+    ("bench_repair.py", []),
     ("bench_viewer.py", []),
     ("bench_export.py", []),
     ("bench_organise.py", []),

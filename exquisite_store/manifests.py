@@ -121,8 +121,23 @@ class Usage(Base, kw_only=True):
     total_tokens: int = 0
 
 
+class RepairOf(Base, kw_only=True):
+    """What a repair step repaints: the seam a step made, and how wide a band around it."""
+
+    #: the step whose seam this is (the step that grew the canvas there)
+    step: str
+    #: the seam line on the plane: x for right/left steps, y for up/down
+    seam_at: int
+    width_px: int
+
+
 class Recipe(Base, kw_only=True):
-    """What was asked: with the parent canvas id, its hash is the recipe id."""
+    """What was asked: with the parent canvas id, its hash is the recipe id.
+
+    A repair step's recipe names the seam it repaints in ``repair`` (its ``direction``
+    is the repaired step's, ``extension_px`` the band's width); UNSET, and so not
+    encoded, for every step that grows the canvas, keeping their ids.
+    """
 
     direction: str
     extension_px: int
@@ -137,6 +152,7 @@ class Recipe(Base, kw_only=True):
     seed: int = 0
     n: int = 1
     params: dict[str, str] = {}
+    repair: RepairOf | UnsetType = UNSET
 
 
 class Request(Base, kw_only=True):
@@ -176,6 +192,8 @@ class Scores(Base, kw_only=True):
     corrected_drift_changed_permille: int = 0
     gain_milli: tuple[int, ...] = ()
     offset_milli: tuple[int, ...] = ()
+    #: a repair: the seam's score on the parent before it (``seam_permille`` is after)
+    seam_before_permille: int | UnsetType = UNSET
 
 
 class Result(Base, kw_only=True):
@@ -302,6 +320,8 @@ class Plan(Manifest, tag="plan", kw_only=True):
     pick: Literal["best", "first"] = "best"
     budget_micro_usd: int | None = None
     max_seam_permille: int | None = None
+    #: repair a committed step's seam when its score is above this (UNSET: never)
+    repair_above_permille: int | UnsetType = UNSET
     params: StepParams = StepParams()
     prompt_id: str = ""
     seed: Annotated[int, Meta(ge=0, le=MAX_SEED)] = 0

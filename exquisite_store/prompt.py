@@ -35,3 +35,30 @@ def build_prompt(
         "- Keep every pixel outside the transparent area exactly as it is.",
     ]
     return "\n".join(lines)
+
+
+def build_repair_prompt(
+    user_text: str,
+    *,
+    direction: str,
+    width_px: int,
+    band_px: int,
+    frame_width: int,
+    frame_height: int,
+) -> str:
+    """The final prompt of a seam repair: repaint the masked band across an old seam."""
+    scene = " ".join(user_text.split()) or "Keep the scene as it is."
+    across = "vertical" if direction in ("right", "left") else "horizontal"
+    lines = [
+        scene,
+        "",
+        "Seam repair instructions:",
+        f"- This {frame_width}x{frame_height} image shows part of a larger {band_px}px picture "
+        f"with a visible {across} seam; the transparent area of the mask is a {width_px}px "
+        f"{across} band centred on that seam.",
+        "- Repaint only that band so the picture runs on across it without any visible join: "
+        "match the lighting, colour, texture, perspective and lines on both of its sides.",
+        "- No border, frame, seam, gap, text, watermark or change of scale.",
+        "- Keep every pixel outside the transparent area exactly as it is.",
+    ]
+    return "\n".join(lines)

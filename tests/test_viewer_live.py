@@ -220,7 +220,9 @@ def test_live_json_renders_the_asked_parts_with_the_newest_event(client, world) 
         "garden"
     )
     everything = client.get("/s/garden/live.json").get_json()["parts"]
-    assert set(everything) == {"summary", "tree", "branches", "attempts", "jobs", "history"}
+    assert set(everything) == {
+        "summary", "tree", "branches", "attempts", "jobs", "history", "grow"
+    }  # fmt: skip
     resp = client.get("/s/garden/live.json?parts=tree,secrets")
     assert resp.status_code == 400 and "no part 'secrets'" in resp.get_json()["error"]
     assert client.get("/s/nope/live.json").status_code == 404

@@ -39,7 +39,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError("create_app needs EXQ_STORE: the store directory to serve")
     if not str(app.config["EXQ_STORE"]).startswith("s3://"):
         app.config["EXQ_STORE"] = str(Path(app.config["EXQ_STORE"]).absolute())
-    from viewer import actions, assets, auth, jobs, live, organise, pages, security, short_ids, web
+    from viewer import (
+        actions,
+        assets,
+        auth,
+        grow,
+        jobs,
+        live,
+        organise,
+        pages,
+        security,
+        short_ids,
+        web,
+    )
     from viewer.page_options import PageOptions, RefsSnapshot, StepsMemo
 
     app.extensions["exq_page_options"] = PageOptions(
@@ -74,6 +86,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(organise.bp)
         short_ids.init_app(app)
         jobs.init_app(app)
+        app.register_blueprint(grow.bp)
+        grow.init_app(app)
     if not app.config["SECRET_KEY"]:
         use_store_secret(app)
     return app

@@ -102,6 +102,28 @@ def extend(name: str):
     return _done(href("session", name) + f"?job={job}", {"job": job, "session": name}, 202)
 
 
+@bp.post("/s/<name:name>/repair")
+def repair(name: str):
+    """Repaint a band around a step's seam in the background (a child step of it)."""
+    form = _form()
+    width = _text(form, "width")
+    if width is not None and not width.isdigit():
+        raise UserError(f"the repair width is a whole number of pixels, not {width!r:.20}")
+    params = {k: form[k] for k in FIELDS if k in form}
+    req = core.repair_request(
+        get_store(),
+        name,
+        str(form.get("step", "")),
+        params,
+        width_px=None if width is None else int(width),
+        prompt=str(form.get("prompt") or ""),
+        branch=_text(form, "branch"),
+    )
+    core.estimate(get_store(), req)  # what only the plan knows, before anything is queued
+    job = get_jobs().submit(req)
+    return _done(href("session", name) + f"?job={job}", {"job": job, "session": name}, 202)
+
+
 @bp.get("/s/<name:name>/estimate.json")
 def estimate(name: str):
     """What a step would send and cost (a dry run: nothing called or written)."""

@@ -47,6 +47,9 @@ NEEDS = {
     "actions.new_session": "editor",
     "actions.delete_branch": "admin",
     "organise.annotate": "editor",
+    "actions.repair": "editor",
+    "grow.start": "editor",
+    "grow.control": "editor",
     "organise.keep_starred": "admin",  # drops branches
 }
 #: a share link reads these (of its own session only); everything else is refused

@@ -14,6 +14,7 @@ from exquisite_store.authorship import shown
 from exquisite_store.core.annotations import session_notes
 from exquisite_store.errors import NotFound
 from exquisite_store.geometry.rect import Rect
+from exquisite_store.geometry.repair import recipe_label, repaired_band
 from exquisite_store.ids import short
 from exquisite_store.manifests import Canvas, Step
 from exquisite_store.money import format_usd
@@ -66,7 +67,11 @@ def describe(store: Store, sid: str, step: Step, parent: Canvas, canvas: Canvas)
         "step": sid,
         "short": short(sid),
         "href": href("step", sid),
-        "rect": list(band_rect(canvas_rect(parent), canvas_rect(canvas), r.direction)),
+        "rect": list(
+            repaired_band(r.direction, r.repair.seam_at, canvas_rect(canvas), r.repair.width_px)
+            if r.repair
+            else band_rect(canvas_rect(parent), canvas_rect(canvas), r.direction)
+        ),
         "direction": r.direction,
         "px": r.extension_px,
         "prompt": prompt[:PROMPT_SHOWN] + ("…" if len(prompt) > PROMPT_SHOWN else ""),
@@ -138,7 +143,7 @@ def canvas_context(
         "following_head": following,
         "current_branch": current,
         "heads": sorted(b for b, s in branches.items() if s == sid),
-        "what": "root" if r is None else f"{r.direction} +{r.extension_px}",
+        "what": recipe_label(r),
         "canvas": canvas_info(store, st.result.canvas_id),
         "bands": bands(store, sid),
         "staged": staging(store, session) if staged else [],

@@ -12,6 +12,7 @@ from typing import Any
 from exquisite_store.geometry.frames import ANY
 from exquisite_store.geometry.plan import plan_step
 from exquisite_store.geometry.rect import Rect
+from exquisite_store.geometry.repair import repaired_band
 from exquisite_store.manifests import Canvas, Step
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import canvas_rect, iter_tiles
@@ -24,6 +25,10 @@ def plan_rects(store: Store, step: Step) -> tuple[Rect, Rect] | None:
         return None
     parent = store.canvas(store.step(step.parent))
     r = step.recipe
+    if r.repair:  # the repaired band, on a canvas of the parent's size; no seam zone
+        rect = canvas_rect(parent)
+        band = repaired_band(r.direction, r.repair.seam_at, rect, r.repair.width_px)
+        return band, Rect(band.x, band.y, 0, 0)
     plan = plan_step(
         canvas_rect(parent),
         r.direction,
@@ -42,9 +47,10 @@ def bands(store: Store, step: Step, origin: Rect | None = None) -> dict[str, Any
     if rects is None:
         return {}
     origin = canvas_rect(store.canvas(step)) if origin is None else origin
+    seam = rects[1]
     return {
         "gen": list(rects[0].relative_to(origin)),
-        "seam": list(rects[1].relative_to(origin)),
+        "seam": list(seam.relative_to(origin)) if seam.w and seam.h else [],
     }
 
 

@@ -14,6 +14,7 @@ from exquisite_store.core.history import ever_held
 from exquisite_store.core.sessions import MAX_TITLE
 from exquisite_store.errors import NotFound
 from exquisite_store.fixtures import fixture_names
+from exquisite_store.geometry.repair import recipe_label
 from exquisite_store.ids import short
 from exquisite_store.manifests import Attempt, Step, StepNote, Validation, to_builtins
 from exquisite_store.pipeline.cost import reachable_steps, session_spent
@@ -110,7 +111,7 @@ def session_family(store: Store, session: str, opts: PageOptions = DEFAULT) -> F
         children: dict[str, list[dict[str, str]]] = {}
         for sid, st in steps.items():
             if st.parent is not None:
-                what = f"{st.recipe.direction} +{st.recipe.extension_px}" if st.recipe else ""
+                what = recipe_label(st.recipe) if st.recipe else ""
                 children.setdefault(st.parent, []).append({"id": sid, "what": what})
         failed: dict[str, list[dict[str, str]]] = {}
         for aid, a in session_attempts(store, session, opts, steps).items():
@@ -182,7 +183,7 @@ def session_context(store: Store, session: str, opts: PageOptions = DEFAULT) -> 
                 st.created_ms,
                 label={
                     "size": f"{st.result.width}x{st.result.height}",
-                    "what": "root" if r is None else f"{r.direction} +{r.extension_px}",
+                    "what": recipe_label(r),
                     "seam": st.result.scores.seam_permille,
                     "cost": st.response.cost_micro_usd if st.response else 0,
                     "heads": heads.get(sid, []),

@@ -7,10 +7,10 @@ layout come from the same templates and contexts as the page itself.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 
 from exquisite_store.errors import UserError
-from viewer import contexts, panels
+from viewer import contexts, grow, panels
 from viewer.web import get_store, page_options
 
 bp = Blueprint("live", __name__)
@@ -23,6 +23,7 @@ PARTS = {
     "attempts": "page",
     "jobs": "jobs",
     "history": "history",
+    "grow": "grow",
 }
 
 
@@ -50,6 +51,9 @@ def live(name: str):
         ctx["session"] = name
     if "jobs" in needs:
         ctx["jobs"] = panels.jobs_panel(store, name)
+    if "grow" in needs:
+        ctx["plans"] = grow.grow_panel(store, name, current_app.extensions.get("exq_plans"))
+        ctx.setdefault("current_branch", store.refs.current_branch(name))
     if "history" in needs:
         ctx["history"] = panels.history_panel(store, name)
     parts = {p: render_template(f"_{p}.html", **ctx) for p in names}

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 
 from exquisite_store.errors import NotFound
 from exquisite_store.ids import check_id
-from viewer import canvas_view, contexts, panels, short_ids
+from viewer import canvas_view, contexts, grow, panels, short_ids
 from viewer.web import get_store, page_options
 
 bp = Blueprint("pages", __name__)
@@ -32,6 +32,7 @@ def session_page(name: str, json: bool = False):
     ctx = contexts.session_context(get_store(), name, page_options())
     if not current_app.config.get("EXPORT"):
         ctx.update(panels.live_panels(get_store(), name))
+        ctx["plans"] = grow.grow_panel(get_store(), name, current_app.extensions.get("exq_plans"))
     if not json:
         ctx["canvas_view"] = _canvas_view(name)
     return _page("session.html", ctx, json)

@@ -11,6 +11,7 @@ from typing import Any
 
 from exquisite_store import core
 from exquisite_store.authorship import shown
+from exquisite_store.core import plans
 from exquisite_store.ids import short
 from exquisite_store.store import Store
 
@@ -67,6 +68,7 @@ def history_panel(store: Store, session: str) -> list[dict[str, Any]]:
 def jobs_panel(store: Store, session: str) -> list[dict[str, Any]]:
     """The jobs waiting or running now: phase, each candidate's phase, who runs it."""
     out = []
+    plan_ids = set(plans.plan_ids(store, session))
     for st in core.live_jobs(store, session):
         owner = st.get("process") or {}
         candidates = st.get("candidates") or {}
@@ -84,6 +86,8 @@ def jobs_panel(store: Store, session: str) -> list[dict[str, Any]]:
                 "of": st.get("of", 0),
                 "from_server": st["from_server"],
                 "pid": owner.get("pid"),
+                # a plan's step k runs as job ID + k (3 hex) + its try (or "ee", a repair)
+                "plan": st["job"][:16] if st["job"][:16] in plan_ids else "",
             }
         )
     return out

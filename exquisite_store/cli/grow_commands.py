@@ -12,6 +12,7 @@ from exquisite_store.core import plans as pl
 from exquisite_store.core.sessions import parse_budget
 from exquisite_store.errors import ConfigError
 from exquisite_store.ids import short
+from exquisite_store.money import format_usd
 
 _SIZE = re.compile(r"^(\d{1,6})x(\d{1,6})$")
 
@@ -32,6 +33,8 @@ def _print_event(e: dict[str, Any]) -> None:
         click.echo(f"  step {e['k'] + 1}: {short(e['step'])}, {e['why']} (seams {seams})")
     elif action == "try-failed":
         click.echo(f"  step {e['k'] + 1} try {e['t'] + 1} failed: {e['kind']}: {e['reason']}")
+    elif action == "repair":
+        click.echo(f"  step {e['k'] + 1}: seam repair {e['result']}: {e['why']}")
     elif action == "failed":
         click.echo(f"  the plan failed: {e.get('reason', '')}")
     elif action == "finished":
@@ -48,6 +51,7 @@ def _print_event(e: dict[str, Any]) -> None:
 @click.option("--pick", type=click.Choice(["best", "first"]), default="best", show_default=True)
 @click.option("--budget", "plan_budget", default=None, metavar="USD", help="The plan's own budget.")
 @click.option("--max-seam", type=float, default=None, help="Refuse candidates whose seam is above.")
+@click.option("--repair-above", type=float, default=None, help="Repair a step whose seam is above.")
 @click.option("--resume", "resume", default=None, metavar="PLAN", help="Resume plan PLAN.")
 @step_options
 @click.pass_context
@@ -62,6 +66,7 @@ def grow(
     pick: str,
     plan_budget: str | None,
     max_seam: float | None,
+    repair_above: float | None,
     resume: str | None,
     from_: str | None,
     branch: str | None,
@@ -90,12 +95,13 @@ def grow(
             pick=pick,
             budget_micro_usd=parse_budget(plan_budget),
             max_seam_permille=None if max_seam is None else round(max_seam * 1000),
+            repair_above_permille=None if repair_above is None else round(repair_above * 1000),
             params=step_params(options),
             prompt=prompt,
         )
         click.echo(f"plan {pid} (resume with: exq grow {session} --resume {pid})")
     st = pl.run(store, session, pid, observer=PhaseLine(), report=_print_event)
-    click.echo(pl.describe(st))
+    click.echo(describe(st))
     if st.state == "failed":
         ctx.exit(1)
 
@@ -110,13 +116,28 @@ def plans(ctx: click.Context, session: str, pause: str | None, stop: str | None)
     store = open_store(ctx)
     for pid, action in ((pause, "pause"), (stop, "stop")):
         if pid:
-            click.echo(pl.describe(pl.control(store, session, pid, action)))
+            click.echo(describe(pl.control(store, session, pid, action)))
             return
     states = pl.plans(store, session)
     for st in states:
-        click.echo(pl.describe(st))
+        click.echo(describe(st))
     if not states:
         click.echo(f"no plans in {session} (start one with `exq grow {session} --steps N`)")
+
+
+def describe(st: pl.PlanState) -> str:
+    """One line about a plan, for ``exq plans``."""
+    p = st.plan
+    goal = f"{st.done}/{p.steps} steps" if p.steps else f"{st.done} steps"
+    if p.until_width or p.until_height:
+        goal += f", {st.width}x{st.height} of {p.until_width}x{p.until_height}"
+    spend = format_usd(st.spent_micro_usd)
+    if p.budget_micro_usd is not None:
+        spend += f" of {format_usd(p.budget_micro_usd)}"
+    why = f" ({st.reason})" if st.reason else ""
+    fixed = sum(1 for e in st.repairs if e.get("result") == "accepted")
+    repairs = f", {fixed} seam{'s' if fixed != 1 else ''} repaired" if fixed else ""
+    return f"{st.id}  {p.branch}  {goal}{repairs}  {spend}  {st.state}{why}  from {short(p.start)}"
 
 
 COMMANDS = (grow, plans)

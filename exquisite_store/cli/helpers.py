@@ -203,8 +203,11 @@ def describe_step(store: Store, step: Step) -> str:
         what = f"root: imported {step.source_name or 'start image'}"
     else:
         rc = step.recipe
+        grew = f"{rc.direction} +{rc.extension_px}px"
+        if rc.repair:  # UNSET is falsy
+            grew = f"repair of {short(rc.repair.step)}'s seam ({rc.direction}), {rc.extension_px}px"
         what = (
-            f"{rc.direction} +{rc.extension_px}px  overlap {rc.overlap_px}  seam {rc.seam}  "
+            f"{grew}  overlap {rc.overlap_px}  seam {rc.seam}  "
             f"{rc.backend}{'/' + rc.model if rc.model else ''}  seed {rc.seed}"
         )
     lines = [f"    {what}", f"    canvas {r.width}x{r.height}  {short(r.canvas_id)}"]
@@ -215,6 +218,9 @@ def describe_step(store: Store, step: Step) -> str:
         prompt = store.objects.get_text(step.recipe.prompt_id)
         if prompt:
             lines.append(f"    prompt {prompt[:100]!r}")
+        before = r.scores.seam_before_permille
+        if isinstance(before, int):
+            lines.append(f"    seam before the repair {before / 1000:.2f}")
         if r.scores.seam_permille:
             lines.append(
                 f"    seam score {r.scores.seam_permille / 1000:.2f} "

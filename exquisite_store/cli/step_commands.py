@@ -110,6 +110,58 @@ def step(
 
 @click.command()
 @click.argument("step_ref")
+@click.option("--width", type=int, default=None, help="Band width in px (default 64).")
+@step_options
+@click.option("--dry-run", is_flag=True, help="Print the request; call and write nothing.")
+@click.option("--fresh", is_flag=True, help="Call the backend even if the run cache has it.")
+@click.pass_context
+def repair(
+    ctx: click.Context,
+    step_ref: str,
+    width: int | None,
+    from_: str | None,
+    branch: str | None,
+    prompt: str,
+    dry_run: bool,
+    fresh: bool,
+    **options: Any,
+) -> None:
+    """Repaint a band centred on STEP's seam, committed as a child step of STEP."""
+    if from_:
+        raise click.UsageError("a repair grows from STEP itself: --from does not apply")
+    store = open_store(ctx)
+    sid = store.resolve_step(step_ref)
+    session = store.step(sid).session
+    req = core.repair_request(
+        store,
+        session,
+        sid,
+        step_params(options),
+        width_px=width,
+        prompt=prompt,
+        branch=branch,
+        fresh=fresh,
+    )
+    if dry_run:
+        print_preview(core.estimate(store, req))
+        return
+    click.echo(
+        f"repair {short(sid)}: a {req.repair_px}px band around its seam with {req.params.backend}"
+    )
+    try:
+        out = core.grow(store, req, observer=PhaseLine())
+    except StepFailure as exc:
+        click.echo(f"failed: {exc.kind}: {exc.message}")
+        ctx.exit(1)
+    for sid_new in out.step_ids:
+        sc = store.step(sid_new).result.scores
+        before = sc.seam_before_permille if isinstance(sc.seam_before_permille, int) else 0
+        click.echo(f"  seam {before / 1000:.2f} before, {sc.seam_permille / 1000:.2f} after")
+    report_outcome(store, out)
+
+
+@click.command()
+@click.argument("step_ref")
 @click.option("--replay", is_flag=True, help="Answer from the recorded response (no model call).")
 @click.pass_context
 def reproduce(ctx: click.Context, step_ref: str, replay: bool) -> None:
@@ -177,4 +229,4 @@ def demo(ctx: click.Context, fixture: str) -> None:
     )
 
 
-COMMANDS = (step, reproduce, demo)
+COMMANDS = (step, repair, reproduce, demo)

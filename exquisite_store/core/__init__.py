@@ -51,6 +51,7 @@ from exquisite_store.core.steps import (
     cached_response_of,
     estimate,
     grow,
+    repair_request,
     retry_request,
     step_request,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "parse_budget",
     "parse_frame",
     "rename_branch",
+    "repair_request",
     "retry_request",
     "set_budget",
     "set_defaults",

@@ -18,6 +18,12 @@ from typing import Any
 
 from exquisite_store.authorship import recorded
 from exquisite_store.backends.base import Backend
+from exquisite_store.core.plan_repairs import (
+    REPAIR_SEED_OFFSET,
+    is_repair,
+    repair_due,
+    run_repair,
+)
 from exquisite_store.core.staging import accept, staged
 from exquisite_store.core.steps import StepRequest, estimate, grow, step_request
 from exquisite_store.errors import (
@@ -31,7 +37,6 @@ from exquisite_store.errors import (
     StepFailure,
     UserError,
 )
-from exquisite_store.ids import short
 from exquisite_store.manifests import Plan, Step, StepParams
 from exquisite_store.money import format_usd
 from exquisite_store.params import DIRECTIONS
@@ -63,6 +68,10 @@ class PlanState:
     state: str
     reason: str = ""
     choices: list[dict[str, Any]] = field(default_factory=list)
+    #: a committed step whose seam is above ``--repair-above`` and not yet repaired
+    repair_due: str | None = None
+    #: the plan's seam repairs (``repair`` events: accepted, discarded, failed)
+    repairs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int | None:
@@ -93,6 +102,7 @@ def create_plan(
     pick: str = "best",
     budget_micro_usd: int | None = None,
     max_seam_permille: int | None = None,
+    repair_above_permille: int | None = None,
     params: Mapping[str, Any] | None = None,
     prompt: str = "",
     seed: int | None = None,
@@ -142,6 +152,11 @@ def create_plan(
         pick=pick,  # type: ignore[arg-type]
         budget_micro_usd=budget_micro_usd,
         max_seam_permille=max_seam_permille,
+        **(
+            {}
+            if repair_above_permille is None
+            else {"repair_above_permille": repair_above_permille}
+        ),
         params=step_params,
         prompt_id=store.objects.put_text(prompt) if prompt else "",
         seed=secrets.randbelow(2**31) if seed is None else seed,
@@ -214,9 +229,11 @@ def state(store: Store, session: str, pid: str) -> PlanState:
         status, why = "ready", ""
     head = chain[0][1] if chain else store.step(plan.start)
     spent = sum(s.response.cost_micro_usd for _sid, s in chain if s.response is not None)
-    return PlanState(
-        pid, plan, len(chain), spent, head.result.width, head.result.height, status, why, choices
-    )
+    grown = sum(1 for _sid, s in chain if not is_repair(s))  # repairs are not steps of the goal
+    due = repair_due(plan, chain, events) if status == "ready" else None
+    repairs = [e for e in events if e.get("action") == "repair"]
+    w, h = head.result.width, head.result.height
+    return PlanState(pid, plan, grown, spent, w, h, status, why, choices, due, repairs)
 
 
 def run(
@@ -242,16 +259,35 @@ def run(
             st = state(store, session, pid)
             if st.state != "ready":
                 return st
+            seen = store.last_event_seq(session)
+            if st.repair_due is not None:
+                k = st.done - 1
+                seed = (st.plan.seed + k * SEED_STRIDE + REPAIR_SEED_OFFSET) % 2**31
+                run_repair(
+                    store, session, pid, st.plan, k, st.repair_due, st.spent_micro_usd, seed,
+                    backend=backend, observer=observer,
+                )  # fmt: skip
+                _report(store, session, pid, seen, report)
+                continue
             why = _done_because(store, st)
             if why:
                 store.append_event(session, "plan", plan=pid, action="finished", reason=why)
                 continue
-            seen = store.last_event_seq(session)
             _one_step(store, session, st, backend, observer)
-            if report is not None:
-                for e in store.events(session, after=seen):
-                    if e.type == "plan" and e.data.get("plan") == pid:
-                        report(e.data)
+            _report(store, session, pid, seen, report)
+
+
+def _report(
+    store: Store,
+    session: str,
+    pid: str,
+    seen: int,
+    report: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    if report is not None:
+        for e in store.events(session, after=seen):
+            if e.type == "plan" and e.data.get("plan") == pid:
+                report(e.data)
 
 
 def _done_because(store: Store, st: PlanState) -> str:
@@ -398,16 +434,3 @@ def _chain(store: Store, plan: Plan) -> list[tuple[str, Step]] | None:
             return chain
         chain.append((sid, step))
     return None
-
-
-def describe(st: PlanState) -> str:
-    """One line about a plan, for ``exq plans``."""
-    p = st.plan
-    goal = f"{st.done}/{p.steps} steps" if p.steps else f"{st.done} steps"
-    if p.until_width or p.until_height:
-        goal += f", {st.width}x{st.height} of {p.until_width}x{p.until_height}"
-    spend = format_usd(st.spent_micro_usd)
-    if p.budget_micro_usd is not None:
-        spend += f" of {format_usd(p.budget_micro_usd)}"
-    why = f" ({st.reason})" if st.reason else ""
-    return f"{st.id}  {p.branch}  {goal}  {spend}  {st.state}{why}  from {short(p.start)}"

@@ -32,7 +32,7 @@ from msgspec import UNSET
 from exquisite_store.authorship import as_author, author
 from exquisite_store.core.jobs import TERMINAL, committed_by, job_states
 from exquisite_store.core.remotes import open_url
-from exquisite_store.core.steps import StepRequest, grow, step_request
+from exquisite_store.core.steps import StepRequest, grow, repair_request, step_request
 from exquisite_store.errors import Busy, Cancelled, ExqError, TransientBackendError, UserError
 from exquisite_store.manifests import Attempt
 from exquisite_store.store import Store
@@ -106,6 +106,7 @@ def payload_of(store_url: str, req: StepRequest, job: str) -> dict[str, Any]:
         "stage": req.stage,
         "fresh": req.fresh,
         "author": author(),
+        **({"repair": req.repair_px} if req.repair_px else {}),
     }
 
 
@@ -141,6 +142,18 @@ def enqueue(store: Store, store_url: str, req: StepRequest, conn, job: str | Non
 
 def request_of(store: Store, payload: dict[str, Any]) -> StepRequest:
     """The step a payload describes, checked again against the store as it is now."""
+    if payload.get("repair"):
+        return repair_request(
+            store,
+            payload["session"],
+            payload["parent"],
+            payload["params"],
+            width_px=int(payload["repair"]),
+            prompt=payload.get("prompt") or "",
+            branch=payload.get("branch"),
+            stage=payload.get("stage"),
+            fresh=bool(payload.get("fresh")),
+        )
     return step_request(
         store,
         payload["session"],

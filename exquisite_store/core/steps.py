@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from exquisite_store.backends.base import Backend
-from exquisite_store.errors import UserError
+from exquisite_store.errors import ConfigError, UserError
+from exquisite_store.geometry.frames import ANY
+from exquisite_store.geometry.repair import DEFAULT_REPAIR_PX, plan_repair
 from exquisite_store.ids import ObjectId
-from exquisite_store.manifests import Attempt, BackendResponse, StepParams
+from exquisite_store.manifests import Attempt, BackendResponse, Canvas, StepParams
 from exquisite_store.money import format_usd
 from exquisite_store.pipeline.cost import would_exceed
 from exquisite_store.pipeline.job import Observer, StepOutcome
 from exquisite_store.pipeline.params import ALIASES, FIELDS, check_prompt, merge, recipe_params
+from exquisite_store.pipeline.repair import seam_at
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.pipeline.targets import Target, resolve_target
 from exquisite_store.store import Store
+from exquisite_store.store.canvas import canvas_rect
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class StepRequest:
     stage: bool = False
     #: call the backend even if this store has answered the same request before
     fresh: bool = False
+    #: a seam repair: the width (px) of the band repainted around the parent's seam
+    repair_px: int | None = None
 
 
 def step_request(
@@ -78,6 +85,40 @@ def step_request(
     )
 
 
+def repair_request(
+    store: Store,
+    session: str,
+    step: str,
+    params: Mapping[str, Any],
+    *,
+    width_px: int | None = None,
+    prompt: str = "",
+    branch: str | None = None,
+    stage: bool | None = None,
+    fresh: bool = False,
+) -> StepRequest:
+    """Check a seam repair of ``step`` before it runs: its seam, the band, the parameters.
+
+    The repair is a child of ``step``: it moves the branch whose head ``step`` is (or
+    ``branch``), else a new one, as a step from there would. ConfigError names a band
+    that does not fit around the seam; UserError a root, which has no seam. Nothing
+    is written.
+    """
+    if "direction" in params and params["direction"] not in (None, ""):
+        raise ConfigError("a repair keeps the direction of the step it repairs", field="direction")
+    req = step_request(
+        store, session, params, prompt=prompt, parent=step, branch=branch, stage=stage, fresh=fresh
+    )
+    width = DEFAULT_REPAIR_PX if width_px is None else width_px
+    seam = seam_at(store, req.target.parent)
+    canvas = store.objects.get_manifest(store.step(req.target.parent).result.canvas_id, Canvas)
+    # plan it once here so a band that does not fit is refused before anything runs
+    plan_repair(
+        canvas_rect(canvas), seam.direction, seam.seam_at, width, req.params.overlap_px, None, ANY
+    )
+    return dataclasses.replace(req, repair_px=width)
+
+
 def _run_args(req: StepRequest) -> dict[str, Any]:
     # the target is resolved again when the step runs, as the caller named it: a
     # branch head that moved meanwhile grows from where it is now
@@ -86,6 +127,7 @@ def _run_args(req: StepRequest) -> dict[str, Any]:
         "branch": req.branch,
         "prompt": req.prompt,
         "fresh": req.fresh,
+        "repair": req.repair_px,
         **req.overrides,
     }
 
@@ -147,4 +189,11 @@ def retry_request(store: Store, attempt_id: ObjectId) -> StepRequest:
     branch = att.branch if branches.get(att.branch) == att.parent else None
     r = att.recipe
     prompt = store.objects.get_text(r.prompt_id) if store.objects.has(r.prompt_id) else ""
+    if r.repair:  # a failed repair is retried as the same repair
+        for fixed in ("direction", "extension_px"):
+            params.pop(fixed)
+        return repair_request(
+            store, att.session, att.parent, params, width_px=r.repair.width_px,
+            prompt=prompt, branch=branch,
+        )  # fmt: skip
     return step_request(store, att.session, params, prompt=prompt, parent=att.parent, branch=branch)

@@ -119,7 +119,13 @@ def commit_candidate(
     )
     step_id = store.objects.put_json(step)
     target = prepared.target
-    message = f"step: {prepared.params.direction} +{prepared.plan.extension_px}px (job {run.job})"
+    r = prepared.recipe
+    if r.repair:  # UNSET is falsy
+        message = f"repair: the seam of {r.repair.step[:12]}, {r.repair.width_px}px (job {run.job})"
+    else:
+        message = (
+            f"step: {prepared.params.direction} +{prepared.plan.extension_px}px (job {run.job})"
+        )
     if stage:
         name = staging_name(target.branch, run.job, response.candidate + 1)
         move = functools.partial(store.refs.update_staging, prepared.session, name, None)

@@ -61,6 +61,7 @@ def reproduce(
         prompt=store.objects.get_text(r.prompt_id),
         backend_impl=backend,
         commit=False,
+        repair=r.repair.width_px if r.repair else None,
         **params,
     )
     got = (

@@ -32,6 +32,7 @@ from exquisite_store.pipeline.generate import Generated, call_backend, decode_re
 from exquisite_store.pipeline.job import Job, Observer, StepOutcome
 from exquisite_store.pipeline.params import check_prompt, merge
 from exquisite_store.pipeline.prepare import Prepared, prepare, store_request
+from exquisite_store.pipeline.repair import build_repair_candidate, prepare_repair
 from exquisite_store.pipeline.reservations import reserved
 from exquisite_store.pipeline.targets import Target, resolve_target
 from exquisite_store.store import Store
@@ -48,6 +49,8 @@ class How:
     stage: bool = False
     cancel: threading.Event | None = None
     delays: tuple[float, ...] = RETRY_DELAYS_S
+    #: a seam repair of this band width (px) around the parent's seam, not a growth
+    repair: int | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -71,6 +74,7 @@ def run_step(
     observer: Observer | None = None,
     stage: bool = False,
     fresh: bool = False,
+    repair: int | None = None,
     **overrides: Any,
 ) -> StepOutcome:
     """Grow a session by one step; raises the first failure if no candidate committed.
@@ -82,7 +86,9 @@ def run_step(
     sent and its estimate. With ``stage`` the candidates wait in the staging area
     (``refs/<session>/staging/<branch>/<job>/<k>``) and no branch moves. A step with
     an explicit seed whose request this store has answered before is answered from the
-    run cache (``backends/cache.py``) unless ``fresh``.
+    run cache (``backends/cache.py``) unless ``fresh``. With ``repair`` (a band width in
+    pixels) the step repaints that band around the parent's seam instead of growing
+    (``pipeline/repair.py``): the canvas keeps its size.
     """
     from exquisite_store.backends.registry import make_backend
 
@@ -104,7 +110,7 @@ def run_step(
         if commit and not fresh and params.seed is not None and params.backend != "replay":
             backend = cache = CachedBackend(backend, store)
         if dry_run:
-            prepared = prepare(store, session, params, target, prompt, backend, run)
+            prepared = _prepare(store, session, params, target, prompt, backend, run, repair)
             out.request_id = prepared.request.request_id
             out.preview = prepared.preview(*spending(store, session))
             out.preview["cached_response"] = cache.cached(out.request_id) if cache else None
@@ -117,9 +123,12 @@ def run_step(
                 parent=target.parent,
                 branch=target.branch,
                 params={k: v for k, v in overrides.items() if v is not None},
+                **({"repair": repair} if repair else {}),
             )
             with store.writing():
-                how = How(commit=commit, stage=stage, cancel=cancel, delays=retry_delays)
+                how = How(
+                    commit=commit, stage=stage, cancel=cancel, delays=retry_delays, repair=repair
+                )
                 _transaction(store, run, out, backend, params, target, prompt, how)
     except StepFailure:
         raise  # commit=False (reproduce): the failure as it is
@@ -140,6 +149,22 @@ def run_step(
             )
         return out
     raise out.failures[0]
+
+
+def _prepare(
+    store: Store,
+    session: str,
+    params: StepParams,
+    target: Target,
+    prompt: str,
+    backend: Backend,
+    run: Job,
+    repair: int | None,
+) -> Prepared:
+    """Plan a growth, or with ``repair`` (a band width) the repair of the parent's seam."""
+    if repair:
+        return prepare_repair(store, session, params, target, prompt, backend, run, repair)
+    return prepare(store, session, params, target, prompt, backend, run)
 
 
 @contextlib.contextmanager
@@ -207,7 +232,7 @@ def _prepare_and_call(
     prepared: Prepared | None = None
     generated: Generated | None = None
     try:
-        prepared = prepare(store, run.session, params, target, prompt, backend, run)
+        prepared = _prepare(store, run.session, params, target, prompt, backend, run, how.repair)
         out.request_id = prepared.request.request_id
         store_request(store.objects, prepared)  # before any call
         held.enter_context(_budget_held(store, run, prepared.estimate_micro_usd, how.commit))
@@ -255,7 +280,8 @@ def _candidates(
                 _take(outputs, i)
                 raise Cancelled("cancelled before this candidate was committed; its answer is kept")
             # handed over, not kept here: the output is let go as soon as it is unframed
-            candidate = build_candidate(store.objects, prepared, _take(outputs, i), run)
+            build = build_repair_candidate if how.repair else build_candidate
+            candidate = build(store.objects, prepared, _take(outputs, i), run)
             if not how.commit:
                 out.canvas_ids.append(candidate.canvas_id)
                 continue

@@ -368,3 +368,20 @@ def seam_quality(
     mean_got = got[:, seam:].reshape(-1, 3).mean(axis=0)
     mean_want = want[:, seam:].reshape(-1, 3).mean(axis=0)
     return score, own, np.abs(mean_got - mean_want)
+
+
+class RepairTruthBackend(TruthBackend):
+    """The drifted truth under a seam repair's strip: set ``strip`` to the plan's strip_rect.
+
+    With the ``ANY`` policy a repair's frame is its strip on the plane at scale 1.
+    """
+
+    name = "repair-truth"
+
+    def __init__(self, truth: np.ndarray, strip: Rect, **kw) -> None:
+        super().__init__(truth, parent_rect=strip, direction="right", **kw)
+        self.strip = strip
+
+    def frame_rect(self, request: BackendRequest) -> Rect:
+        """The strip, as planned."""
+        return self.strip

@@ -38,7 +38,7 @@
     if (!selectedStep) return;
     $$("#tree a.node[data-step]").forEach((n) => n.classList.toggle("selected", n.dataset.step.startsWith(selectedStep)));
   };
-  const ALL_PARTS = ["summary", "tree", "branches", "attempts", "jobs", "history"];
+  const ALL_PARTS = ["summary", "tree", "branches", "attempts", "jobs", "history", "grow"];
   let refreshing = null, pendingParts = new Set(), pendingEvents = [];
   // fetch server-rendered parts and swap them in; then tell the page (and the canvas)
   const refresh = (parts, event) => {
@@ -74,12 +74,13 @@
     if (recent.length > 200) recent.shift();
     listeners.slice().forEach((f) => f(d));
     if (d.type === "succeeded" || d.type === "failed" || d.type === "moved") refresh(ALL_PARTS, d);
+    else if (d.type === "plan") refresh(["grow", "summary"], d);
     else refresh(["jobs"]);
   };
   if (ws) {
     let seq = Number(ws.dataset.seq || 0), timer = null;
     const es = new EventSource(`${ws.dataset.eventsUrl}?after=${seq}`);
-    ["queued", "started", "progress", "succeeded", "failed", "moved"].forEach((t) => es.addEventListener(t, (ev) => {
+    ["queued", "started", "progress", "succeeded", "failed", "moved", "plan"].forEach((t) => es.addEventListener(t, (ev) => {
       const d = JSON.parse(ev.data);
       seq = Math.max(seq, d.seq || 0);
       onEvent(d);
