@@ -63,6 +63,7 @@ def urls(app, w) -> list[tuple[str, str, str]]:
         "name": "garden", "step_id": step, "attempt_id": w["attempt"], "oid": canvas,
         "a": w["steps"][0], "b": step, "canvas_id": canvas, "other_id": canvas,
         "level": 0, "col": 0, "row": 0, "job": "0" * 12, "link": "x",
+        "pid": "0" * 16, "action": "pause",
     }  # fmt: skip
     out, seen = [], set()
     for rule in app.url_map.iter_rules():
