@@ -14,6 +14,7 @@ import click
 
 from exquisite_store.cli import (
     cluster_commands,
+    film_commands,
     grow_commands,
     queue_commands,
     remote_commands,
@@ -71,6 +72,7 @@ for _module in (
     queue_commands,
     grow_commands,
     cluster_commands,
+    film_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
