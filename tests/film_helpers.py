@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from exquisite_store.geometry.rect import Rect
 from exquisite_store.manifests import Recipe, Result, Step
@@ -11,9 +12,16 @@ from exquisite_store.store.canvas import canvas_rect, edit_canvas
 
 
 def _band(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Smooth-ish colour (coarse noise upscaled): codecs keep it close, unlike pixel noise."""
-    coarse = rng.integers(0, 256, (h // 16 + 2, w // 16 + 2, 3), dtype=np.uint8)
-    return np.repeat(np.repeat(coarse, 16, axis=0), 16, axis=1)[:h, :w]
+    """Smooth light and shade of one tint per band (coarse noise, blown up bilinearly).
+
+    Like a photograph's, its colours are few and near each other, so every codec keeps
+    it close (uniformly random colours would be the worst case of a 256-colour GIF).
+    """
+    light = rng.integers(0, 256, (h // 32 + 2, w // 32 + 2, 1)).astype(np.float64)
+    tint = rng.uniform(0.5, 1.0, 3)
+    coarse = np.clip(light * tint + rng.uniform(0, 40, 3), 0, 255).astype(np.uint8)
+    big = Image.fromarray(coarse).resize((w + 64, h + 64), Image.Resampling.BILINEAR)
+    return np.asarray(big)[32 : 32 + h, 32 : 32 + w].copy()
 
 
 def grow_branch(

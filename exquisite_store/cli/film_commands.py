@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,23 +53,21 @@ def film(
     folder = target.parent if str(target.parent) else Path(".")
     try:  # written beside the output and renamed: a failed film leaves no half file
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     done = 0
     try:
-        with (
-            os.fdopen(fd, "wb") as f,
-            click.progressbar(
-                length=total, label=f"filming {total} frames", file=click.get_text_stream("stderr")
-            ) as bar,
-        ):
+        with click.progressbar(
+            length=total, label=f"filming {total} frames", file=sys.stderr
+        ) as bar:
 
             def progress(n: int) -> None:
                 nonlocal done
                 bar.update(n - done)
                 done = n
 
-            made = films.write_film(store, head, options, f, progress=progress)
+            made = films.write_film(store, head, options, tmp, progress=progress)
         os.replace(tmp, target)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None

@@ -39,6 +39,11 @@ class FilmOptions:
     mode: Mode = DEFAULT_MODE
 
     @property
+    def mimetype(self) -> str:
+        """The film's media type."""
+        return encoders.MIMETYPES[self.fmt]
+
+    @property
     def name(self) -> str:
         """A file name that says what the film is (the viewer's cache key)."""
         w, h = self.size
@@ -122,11 +127,11 @@ def write_film(
     store: Store,
     head: str,
     options: FilmOptions,
-    out: BinaryIO,
+    out: BinaryIO | str,
     *,
     progress: Callable[[int], None] | None = None,
 ) -> Film:
-    """Render the film of the chain ending at ``head`` into ``out``, frame by frame.
+    """Render the film of the chain ending at ``head`` into ``out`` (a file or a path).
 
     ``progress(n)`` is called after each frame with the number of frames done.
     """
