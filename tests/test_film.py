@@ -87,7 +87,7 @@ def test_the_plan_starts_on_the_root_and_ends_on_the_head(branch, mode) -> None:
     store, ids = branch
     rects = rects_of(store, ids)
     frames = fplan.plan(rects, SIZE, FPS, mode)
-    timing = fplan.Timing.of(FPS, mode)
+    timing = fplan.Timing.of(FPS, mode, len(ids) - 1)
     assert len(frames) == timing.total(len(ids) - 1)
     assert (timing.hold_start, timing.per_step, timing.hold_end) == (8, 4, 12)
     assert timing.pull_back == (12 if mode == "pan" else 0)
@@ -111,7 +111,7 @@ def test_pan_keeps_the_roots_scale_and_follows_the_band(branch) -> None:
     store, ids = branch
     rects = rects_of(store, ids)
     frames = fplan.plan(rects, SIZE, FPS, "pan")
-    timing = fplan.Timing.of(FPS, "pan")
+    timing = fplan.Timing.of(FPS, "pan", len(ids) - 1)
     root_view = fplan.fit(rects[0], SIZE)
     steps = frames[timing.hold_start : timing.hold_start + timing.per_step * (len(ids) - 1)]
     assert {(round(f.camera.w, 6), round(f.camera.h, 6)) for f in steps} == {
@@ -120,6 +120,14 @@ def test_pan_keeps_the_roots_scale_and_follows_the_band(branch) -> None:
     # at the end of the step that grew left, the view shows the new band (the canvas's left)
     left = steps[timing.per_step * 3 - 1]
     assert left.camera.x == pytest.approx(rects[3].x)
+
+
+def test_a_long_branch_shares_at_most_30_seconds_between_its_steps() -> None:
+    assert fplan.Timing.of(12, "pan", 10).per_step == 6  # half a second a step
+    assert fplan.Timing.of(12, "pan", 100).per_step == 4  # 400 frames: 33 s
+    assert fplan.Timing.of(12, "zoom-out", 5000).per_step == 1  # never none
+    rects = [Rect(0, 0, 64 + 8 * k, 64) for k in range(101)]
+    assert len(fplan.plan(rects, SIZE, 12, "zoom-out")) == 12 + 100 * 4 + 18
 
 
 def test_a_film_needs_a_step() -> None:
@@ -144,7 +152,8 @@ def test_the_film_decodes_to_its_frames_root_first_head_last(branch, tmp_path, f
     with open(out, "wb") as f:
         made = films.write_film(store, ids[-1], options, f)
     frames = decode(out, fmt)
-    assert len(frames) == made.frames == fplan.Timing.of(FPS, mode).total(len(ids) - 1)
+    steps = len(ids) - 1
+    assert len(frames) == made.frames == fplan.Timing.of(FPS, mode, steps).total(steps)
     assert {fr.shape for fr in frames} == {(240, 320, 3)}
     head = canvas_of(store, ids[-1])
     want_last = fitted(head)
@@ -199,15 +208,16 @@ def run(store: Store, *args: str):
     return CliRunner().invoke(cli, ["--store", str(store.root), *args])
 
 
-def test_exq_film_writes_the_film_and_reports_it(branch, tmp_path) -> None:
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exq_film_writes_the_film_and_reports_it(branch, tmp_path, fmt) -> None:
     store, ids = branch
-    out = tmp_path / "garden.mp4"
+    out = tmp_path / f"garden.{fmt}"
     r = run(store, "film", "garden", "-o", str(out), "--size", "320x240", "--fps", "8")
     assert r.exit_code == 0, r.output
     assert f"wrote {out}: 52 frames, 320x240, 8 fps, 5 steps up to {ids[-1][:12]} (pan)" in r.output
     assert "filming 52 frames" in r.stderr
-    assert len(decode(out, "mp4")) == 52
-    assert [p.name for p in tmp_path.iterdir()] == ["garden.mp4"]  # no temp file left
+    assert len(decode(out, fmt)) == 52
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left
 
 
 @pytest.mark.parametrize(
@@ -276,8 +286,8 @@ def test_the_gallery_plays_each_branchs_film(small) -> None:
     with av.open(io.BytesIO(body)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     opts = GALLERY_FILM
-    assert len(frames) == fplan.Timing.of(opts.fps, opts.mode).total(2)
-    assert frames[0].shape == (540, 960, 3)
+    assert len(frames) == fplan.Timing.of(opts.fps, opts.mode, 2).total(2)
+    assert frames[0].shape == (opts.size[1], opts.size[0], 3)
     assert diff(frames[-1], fitted(canvas_of(store, ids[-1]), opts.size)) < TOLERANCE["webm"]
     again = client.get(f"/-/film/{ids[-1]}.webm", headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status_code == 304

@@ -16,7 +16,7 @@ from exquisite_store.store import Store
 from viewer import derived_images
 
 #: the gallery's film: WebM (VP9) plays in every current browser's <video>
-GALLERY_FILM = films.FilmOptions(fmt="webm", size=(960, 540), fps=12, mode="pan")
+GALLERY_FILM = films.FilmOptions(fmt="webm", size=(800, 450), fps=12, mode="pan")
 #: bump when the rendering changes, so cached films are made again
 FILM_VERSION = 1
 

@@ -30,25 +30,36 @@ VIDEO = {
 }
 
 
-def encode(frames: Iterable[np.ndarray], out: BinaryIO, fmt: Format, fps: int, count: int) -> None:
-    """Write ``count`` frames (``H x W x 3`` uint8) to ``out`` as a ``fmt`` film at ``fps``."""
+def encode(
+    frames: Iterable[np.ndarray], out: BinaryIO | str, fmt: Format, fps: int, count: int
+) -> None:
+    """Write ``count`` frames (``H x W x 3`` uint8) to ``out`` as a ``fmt`` film at ``fps``.
+
+    ``out`` is a path or an open binary file. An MP4 written to a path has its index at
+    the front, so a browser can start playing it before it has it all (FFmpeg moves it
+    there by reopening the file by its name, which only a path has).
+    """
     if fmt in VIDEO:
         _video(iter(frames), out, fmt, fps)
-    elif fmt == "gif":
-        _gif(iter(frames), out, fps)
-    elif fmt == "webp":
-        _webp(iter(frames), out, fps, count)
-    else:
-        raise ValueError(f"unknown film format {fmt!r}")
+        return
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(open(out, "wb")) if isinstance(out, str) else out
+        if fmt == "gif":
+            _gif(iter(frames), f, fps)
+        elif fmt == "webp":
+            _webp(iter(frames), f, fps, count)
+        else:
+            raise ValueError(f"unknown film format {fmt!r}")
 
 
-def _video(frames: Iterator[np.ndarray], out: BinaryIO, fmt: Format, fps: int) -> None:
+def _video(frames: Iterator[np.ndarray], out: BinaryIO | str, fmt: Format, fps: int) -> None:
     import av  # imported here: it loads FFmpeg's libraries, which only a film needs
 
     codec, options = VIDEO[fmt]
     first = next(frames)
     h, w = first.shape[:2]
-    container_options = {"movflags": "+faststart"} if fmt == "mp4" else {}
+    faststart = fmt == "mp4" and isinstance(out, str)
+    container_options = {"movflags": "+faststart"} if faststart else {}
     with av.open(out, mode="w", format=fmt, options=container_options) as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"

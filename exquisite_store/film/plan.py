@@ -1,7 +1,8 @@
 """Which part of the plane each frame of a film shows, and of which canvas (pure, no I/O).
 
 A film of a branch is the chain of its canvases, root to head. It holds on the root,
-then gives each step the same number of frames, in which the step's new band is wiped
+then gives each step the same number of frames (half a second, less on a branch so long
+that its steps would last more than 30 s), in which the step's new band is wiped
 in along its direction (the canvas shown is the step's own), then holds on the head.
 Per mode:
 
@@ -32,6 +33,8 @@ HOLD_START_S = 1.0
 STEP_S = 0.5
 PULL_BACK_S = 1.5
 HOLD_END_S = 1.5
+#: the steps of a long branch share at most this long (each keeps at least one frame)
+MAX_STEPS_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,15 @@ class Timing:
     hold_end: int
 
     @classmethod
-    def of(cls, fps: int, mode: Mode) -> Timing:
-        """The frames of each part at ``fps`` frames a second."""
+    def of(cls, fps: int, mode: Mode, steps: int) -> Timing:
+        """The frames of each part of a film of ``steps`` steps at ``fps`` frames a second."""
 
         def n(seconds: float) -> int:
             return max(1, round(fps * seconds))
 
+        per_step = min(n(STEP_S), n(MAX_STEPS_S / max(1, steps)))
         pull_back = n(PULL_BACK_S) if mode == "pan" else 0
-        return cls(n(HOLD_START_S), n(STEP_S), pull_back, n(HOLD_END_S))
+        return cls(n(HOLD_START_S), per_step, pull_back, n(HOLD_END_S))
 
     def total(self, steps: int) -> int:
         """Frames in a film of ``steps`` steps."""
@@ -149,7 +153,7 @@ def plan(rects: list[Rect], size: tuple[int, int], fps: int, mode: Mode) -> list
         raise ValueError("a film needs at least one step after the root")
     if mode not in MODES:
         raise ValueError(f"unknown film mode {mode!r}")
-    timing = Timing.of(fps, mode)
+    timing = Timing.of(fps, mode, len(rects) - 1)
     head = len(rects) - 1
     frames: list[Frame] = []
     if mode == "reveal":
