@@ -218,6 +218,7 @@ def test_exq_film_writes_the_film_and_reports_it(branch, tmp_path, fmt) -> None:
     assert "filming 52 frames" in r.stderr
     assert len(decode(out, fmt)) == 52
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left
+    assert out.stat().st_mode & 0o044 == 0o044  # readable by others, as any file you write
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,7 @@ def film(
     try:  # written beside the output and renamed: a failed film leaves no half file
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; a film is not
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     done = 0
@@ -79,6 +80,12 @@ def film(
         f"wrote {output}: {made.frames} frames, {w}x{h}, {made.fps} fps, "
         f"{made.steps} steps up to {short(made.head)} ({options.mode})"
     )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 COMMANDS = [film]
