@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("bench_export.py", []),
     ("bench_store.py", ["--tile-sizes", "128,256,512", "--steps", "100"]),
     ("bench_s3.py", []),
+    ("bench_film.py", []),
     ("bench_step.py", []),
 ]
 
