@@ -25,6 +25,7 @@ BENCHMARKS = [
     ("bench_remotes.py", []),
     ("bench_live.py", []),
     ("bench_workspace.py", []),
+    ("bench_film.py", []),
     ("bench_step.py", []),
     ("bench_scale.py", ["--quick"]),
     ("bench_fsck.py", ["--reps", "2"]),

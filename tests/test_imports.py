@@ -114,9 +114,10 @@ def test_cli_command_modules_import_only_the_helpers() -> None:
 
 
 def test_lower_layers_never_import_upper_ones() -> None:
-    """store <- pipeline <- core <- cli, viewer (DESIGN.md §8): no arrow points up."""
+    """store <- film, backends <- pipeline <- core <- cli, viewer (DESIGN.md §8): none points up."""
     order = [
         ("exquisite_store.store", 1),
+        ("exquisite_store.film", 2),  # plans, renders (from the store's tiles) and encodes films
         ("exquisite_store.backends", 2),
         ("exquisite_store.pipeline", 3),
         ("exquisite_store.core", 4),

@@ -12,7 +12,7 @@ from typing import BinaryIO
 from flask import Blueprint, Response, current_app, request, send_file
 
 from exquisite_store.manifests import Canvas
-from viewer import derived_images, pyramid
+from viewer import derived_images, films, pyramid
 from viewer.web import get_store
 
 bp = Blueprint("assets", __name__)
@@ -75,6 +75,15 @@ def diff_png(a: str, b: str):
     cb_id, _ = _canvas_of(b)
     path = derived_images.diff_png(get_store(), ca_id, cb_id)
     return _send(_open(path), f"d{ca_id[:32]}{cb_id[:32]}", "image/png")
+
+
+@bp.get("/-/film/<oid:step_id>.webm")
+def film_webm(step_id: str):
+    """The film of the chain ending at a step (a branch head on the gallery), made once."""
+    store = get_store()
+    store.step(step_id)  # 404 for an id that is no step
+    path = films.film_path(store, step_id)
+    return _send(_open(path), "f" + path.stem, films.GALLERY_FILM.mimetype)
 
 
 # --- deep zoom: a canvas's tile pyramid (viewer/pyramid.py) ----------------------------------

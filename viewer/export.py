@@ -32,7 +32,7 @@ from exquisite_store.errors import ExqError, StoreError, UserError
 from exquisite_store.manifests import to_builtins
 from exquisite_store.store import Store
 from exquisite_store.store.canvas import write_canvas_png
-from viewer import create_app, derived_images, pyramid
+from viewer import create_app, derived_images, films, pyramid
 from viewer.contexts import PageOptions, session_family, session_steps
 from viewer.export_files import ExportReport, ExportWriter, open_target
 from viewer.export_folders import seed_layout
@@ -307,6 +307,8 @@ def _file(store: Store, w: ExportWriter, path: str, kind: str, value: str, param
         for (level, col, row), src in pyramid.all_tiles(store, pyramid.read_index(store, value)):
             at = f"{path}/{level}/{col}/{row}.png"
             w.link(at, store.storage.object_path(src) if isinstance(src, str) else src)
+    elif kind == "film":  # a branch's film on the gallery, made once into the store's cache
+        w.link(path, films.film_path(store, value))
     elif kind == "static":
         w.put(path, (STATIC / value).read_bytes())
     else:

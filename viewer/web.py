@@ -193,6 +193,7 @@ def live_url(kind: str, value: str = "", **params: Any) -> str:
         "thumb": ("assets.thumb_png", {"step_id": value}),
         "diff": ("assets.diff_png", {"a": value, "b": params.get("b", "")}),
         "gallery": ("pages.gallery_page", {"name": value}),
+        "film": ("assets.film_webm", {"step_id": value}),
     }
     endpoint, args = routes[kind]
     return url_for(endpoint, **args)
@@ -217,6 +218,8 @@ def export_path(kind: str, value: str = "", **params: Any) -> str:
         return f"{kind}/{value}.png"
     if kind == "pyramid":
         return f"pyramid/{value}"
+    if kind == "film":
+        return f"film/{value}.webm"
     if kind == "diff":
         return f"diff/{value[:16]}-{params['b'][:16]}.png"
     raise KeyError(kind)

@@ -16,6 +16,7 @@ from exquisite_store.authorship import as_author
 from exquisite_store.cli import (
     cluster_commands,
     config_commands,
+    film_commands,
     grow_commands,
     organise_commands,
     queue_commands,
@@ -79,6 +80,7 @@ for _module in (
     config_commands,
     team_commands,
     organise_commands,
+    film_commands,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
