@@ -176,6 +176,7 @@ class SeamCheck(Base, kw_only=True):
     The defects (milli-levels) make the seam score: colour step, structure, an edge
     only on the seam line, over the texture at the seam. ``jump_permille`` is the
     seam score as it was before (the jump across the seam over its neighbours').
+    ``band_mean_milli``: the new band's mean colour per channel (for the drift report).
     """
 
     shift_x_milli: int = 0
@@ -188,6 +189,7 @@ class SeamCheck(Base, kw_only=True):
     edge_milli: int = 0
     texture_milli: int = 0
     jump_permille: int = 0
+    band_mean_milli: tuple[int, ...] = ()
 
 
 class Scores(Base, kw_only=True):

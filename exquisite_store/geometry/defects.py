@@ -8,8 +8,8 @@ step (block means of 16 rows), its high-frequency part is structure that breaks 
 seam (misregistration, a repainted edge, lost detail). A fill that keeps the context
 exactly (PatchMatch) has no residual, so the composite itself is checked too: an edge
 that exists only on the seam line (the jump across it beyond the jumps of the columns
-on either side, the median over row blocks, so a photo's own edge at the cut counts
-only where it runs along the whole seam). All three are in levels and divided by the
+on either side, the 35th percentile over row blocks, so a photo's own edge at the cut
+counts only where it runs along most of the seam). All three are in levels and divided by the
 texture of the true context at the seam (its mean column-to-column change), so a
 step that flat sky shows at once weighs more than the same step in foliage.
 
@@ -29,6 +29,9 @@ from exquisite_store.errors import DimensionMismatch
 BLOCK_ROWS = 16
 # Context columns next to the seam that the residual is taken over (at most).
 RESIDUAL_COLS = 16
+# The edge term is this percentile of the blocks' excess: a seam that breaks the picture
+# breaks it all along, while a photo's own edge at the cut rarely spans two thirds of it.
+EDGE_PERCENTILE = 35
 # The texture is floored here (levels): below it a step is judged against this.
 TEXTURE_FLOOR = 2.0
 
@@ -110,7 +113,7 @@ def _texture(grey: np.ndarray) -> float:
 
 
 def _edge_excess(grey: np.ndarray, seam: int) -> float:
-    """Median over row blocks of the seam's RMS jump beyond its neighbours', in levels.
+    """35th percentile over row blocks of the seam's RMS jump beyond its neighbours', in levels.
 
     Per block, ``sqrt(max(0, ms(seam) - max(ms(before), ms(after))))`` of the mean
     squared jumps: a band redrawn displaced decorrelates the two columns at the seam,
@@ -122,7 +125,7 @@ def _edge_excess(grey: np.ndarray, seam: int) -> float:
     n = h // rows
     ms = (d[: n * rows] ** 2).reshape(n, rows, 3).mean(axis=1)
     excess = ms[:, 1] - np.maximum(ms[:, 0], ms[:, 2])
-    return float(np.sqrt(max(0.0, float(np.median(excess))))) / 3
+    return float(np.sqrt(max(0.0, float(np.percentile(excess, EDGE_PERCENTILE))))) / 3
 
 
 def detail_ratio(truth: np.ndarray, model: np.ndarray) -> int:

@@ -165,7 +165,7 @@ def _parabolic(surface: np.ndarray, peak: np.ndarray, shape: np.ndarray) -> tupl
 
 
 def _upsampled_dft(data: np.ndarray, size: int, offsets: np.ndarray) -> np.ndarray:
-    """The inverse DFT of ``data`` on a ``size``-square grid UPSAMPLE times finer, at ``offsets``."""
+    """The inverse DFT of ``data`` on a ``size``-square grid UPSAMPLE times finer at ``offsets``."""
     out = data
     for n_items, offset in zip(data.shape[::-1], offsets[::-1], strict=True):
         freq = np.fft.fftfreq(n_items, UPSAMPLE)

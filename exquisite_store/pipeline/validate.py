@@ -89,6 +89,15 @@ def failed_report(name: str, detail: str, plan: StepPlan | None) -> Validation:
     )
 
 
+def band_mean(band: np.ndarray) -> tuple[int, ...]:
+    """Mean level per channel x 1000, exact integers."""
+    n = band.shape[0] * band.shape[1]
+    if n == 0:
+        return ()
+    sums = band.reshape(-1, band.shape[2]).sum(axis=0, dtype=np.int64)
+    return tuple((2000 * int(v) + n) // (2 * n) for v in sums)
+
+
 def step_scores(
     objects: ObjectStore,
     child: Canvas,
@@ -123,6 +132,7 @@ def step_scores(
             registered=reg.measured,
             detail_permille=detail_ratio(context_rgb, fitted),
             jump_permille=jump,
+            band_mean_milli=band_mean(strip[:, c:, :3]),
         )
         if 3 <= c <= strip.shape[1] - 2:
             defects = defect_score(context_rgb, joined, strip, c)
