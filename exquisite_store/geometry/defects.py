@@ -62,16 +62,16 @@ def defect_score(
             expected=context.shape,
             got=model_context.shape,
         )
-    if not 2 <= seam_col <= strip.shape[1] - 2:
+    if not 3 <= seam_col <= strip.shape[1] - 2:
         raise DimensionMismatch(
-            f"seam column {seam_col} needs two columns on each side (strip {strip.shape})",
+            f"seam column {seam_col} needs 3 columns before it, 2 after (strip {strip.shape})",
             seam_col=seam_col,
         )
     k = min(context.shape[1], RESIDUAL_COLS)
     truth = context[:, -k:, :3].astype(np.int64)
     resid = truth - model_context[:, -k:, :3].astype(np.int64)
     colour, structure = _residual_parts(resid)
-    edge = _edge_excess(_grey(strip), seam_col)
+    edge = _edge_excess(_grey(strip[:, seam_col - 3 : seam_col + 2]), 3)
     texture = max(_texture(_grey(context[:, -k:])), TEXTURE_FLOOR)
     score = 1.0 + (colour + structure + edge) / texture
     return Defects(

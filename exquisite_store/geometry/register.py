@@ -188,23 +188,29 @@ def unshift(arr: np.ndarray, reg: Registration) -> np.ndarray:
     """
     if not reg.applies:
         return arr
-    out = _shift_axis(arr.astype(np.int64), reg.dy_16, axis=0)
+    # int32 holds both passes: at most 255 x (1.27 x 1024)^2 in magnitude
+    out = _shift_axis(arr.astype(np.int32), reg.dy_16, axis=0)
     out = _shift_axis(out, reg.dx_16, axis=1)
     den = _WEIGHT_ONE * _WEIGHT_ONE
-    return np.clip((2 * out + den) // (2 * den), 0, 255).astype(np.uint8)
+    out += den // 2
+    out //= den
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _shift_axis(arr: np.ndarray, shift_16: int, axis: int) -> np.ndarray:
     """Sample ``arr`` at ``i + shift_16 / 16`` along ``axis`` (weights sum to _WEIGHT_ONE)."""
     n = arr.shape[axis]
     whole, frac = divmod(shift_16, UPSAMPLE)  # frac in [0, 16)
-    weights = cubic_weights(frac)
-    idx = np.arange(n)
+    reach = abs(whole) + 2
+    pad = [(0, 0)] * arr.ndim
+    pad[axis] = (reach, reach)
+    padded = np.pad(arr, pad, mode="edge")
     out = np.zeros_like(arr)
-    for k, weight in zip(range(-1, 3), weights, strict=True):
+    for k, weight in zip(range(-1, 3), cubic_weights(frac), strict=True):
         if weight:
-            src = np.clip(idx + whole + k, 0, n - 1)
-            out += weight * np.take(arr, src, axis=axis)
+            start = reach + whole + k
+            part = padded[(slice(None),) * axis + (slice(start, start + n),)]
+            out += weight * part
     return out
 
 

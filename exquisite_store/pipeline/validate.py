@@ -9,7 +9,7 @@ from exquisite_store.geometry import orient
 from exquisite_store.geometry.defects import defect_score, detail_ratio
 from exquisite_store.geometry.plan import StepPlan
 from exquisite_store.geometry.rect import Rect
-from exquisite_store.geometry.register import UPSAMPLE, Registration
+from exquisite_store.geometry.register import MAX_COLS, MAX_ROWS, UPSAMPLE, Registration
 from exquisite_store.geometry.scores import drift_scores, seam_score
 from exquisite_store.geometry.seams import correct_colour, fit_colour
 from exquisite_store.manifests import Canvas, Check, Scores, SeamCheck, Validation
@@ -89,6 +89,13 @@ def failed_report(name: str, detail: str, plan: StepPlan | None) -> Validation:
     )
 
 
+def _window(shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The middle MAX_ROWS rows and the last MAX_COLS columns of a context."""
+    h, w = shape[0], shape[1]
+    top = max(0, (h - MAX_ROWS) // 2)
+    return slice(top, top + MAX_ROWS), slice(max(0, w - MAX_COLS), w)
+
+
 def band_mean(band: np.ndarray) -> tuple[int, ...]:
     """Mean level per channel x 1000, exact integers."""
     n = band.shape[0] * band.shape[1]
@@ -123,14 +130,17 @@ def step_scores(
     check = SeamCheck(jump_permille=jump)
     if reg is not None:
         dy, dx = orient.vector_from_canonical(reg.dy_16, reg.dx_16, d)
-        # the detail kept, judged after a colour fit (a gain scales detail too)
-        fitted = correct_colour(model_context, *fit_colour(model_context, context_rgb))
+        # the detail kept, judged after a colour fit (a gain scales detail too), on the
+        # part of the context registration looks at (its cost stays flat)
+        win = _window(context_rgb.shape)
+        truth_part, model_part = context_rgb[win], model_context[win]
+        fitted = correct_colour(model_part, *fit_colour(model_part, truth_part))
         check = SeamCheck(
             shift_x_milli=dx * 1000 // UPSAMPLE,
             shift_y_milli=dy * 1000 // UPSAMPLE,
             scale_ppm=reg.scale_ppm,
             registered=reg.measured,
-            detail_permille=detail_ratio(context_rgb, fitted),
+            detail_permille=detail_ratio(truth_part, fitted),
             jump_permille=jump,
             band_mean_milli=band_mean(strip[:, c:, :3]),
         )
