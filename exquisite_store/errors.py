@@ -194,6 +194,15 @@ class ImmutableViolation(StepFailure):
     kind = "ImmutableViolation"
 
 
+class MisregisteredOutput(ImmutableViolation):
+    """The model moved (shifted or scaled) its picture further than a seam can be fixed.
+
+    Carries ``shift_px`` and ``scale_ppm`` as found, and the limits.
+    """
+
+    kind = "MisregisteredOutput"
+
+
 class CompositeError(StepFailure):
     """Geometry that cannot be satisfied (e.g. no frame fits the band)."""
 
@@ -232,6 +241,7 @@ FAILURE_KINDS: tuple[type[StepFailure], ...] = (
     DecodeError,
     DimensionMismatch,
     ImmutableViolation,
+    MisregisteredOutput,
     CompositeError,
     ArtifactWriteError,
     BranchMoved,

@@ -181,8 +181,39 @@ class Response(Base, kw_only=True):
     provider_request_id: str = ""
 
 
+class SeamCheck(Base, kw_only=True):
+    """How the model's output lined up with its context, and the seam's defects (issue 15).
+
+    Shifts are the model's, in plane pixels x 1000 (x right, y down), found by
+    registering its rendering of the context on the true one, and undone before the
+    seam; ``scale_ppm`` is its worst scale deviation (parts per million);
+    ``registered`` is False when the context was too flat to register on.
+    ``detail_permille``: the true fine detail the model's rendering keeps.
+    The defects (milli-levels) make the seam score: colour step, structure, an edge
+    only on the seam line, over the texture at the seam. ``jump_permille`` is the
+    seam score as it was before (the jump across the seam over its neighbours').
+    ``band_mean_milli``: the new band's mean colour per channel (for the drift report).
+    """
+
+    shift_x_milli: int = 0
+    shift_y_milli: int = 0
+    scale_ppm: int = 0
+    registered: bool = False
+    detail_permille: int = 1000
+    colour_milli: int = 0
+    structure_milli: int = 0
+    edge_milli: int = 0
+    texture_milli: int = 0
+    jump_permille: int = 0
+    band_mean_milli: tuple[int, ...] = ()
+
+
 class Scores(Base, kw_only=True):
-    """Seam and drift scores, integers (per-mille / milli-levels)."""
+    """Seam and drift scores, integers (per-mille / milli-levels).
+
+    Steps made since issue 15 carry ``seam`` (UNSET, so not encoded, in older ones,
+    whose ids stay), and their ``seam_permille`` is the defect score (see SeamCheck).
+    """
 
     seam_permille: int = 0
     parent_seam_permille: int = 0
@@ -194,6 +225,7 @@ class Scores(Base, kw_only=True):
     offset_milli: tuple[int, ...] = ()
     #: a repair: the seam's score on the parent before it (``seam_permille`` is after)
     seam_before_permille: int | UnsetType = UNSET
+    seam: SeamCheck | UnsetType = UNSET
 
 
 class Result(Base, kw_only=True):

@@ -16,7 +16,7 @@ from exquisite_store import imageio
 from exquisite_store.authorship import shown
 from exquisite_store.errors import AlreadyExists
 from exquisite_store.ids import short
-from exquisite_store.manifests import Step
+from exquisite_store.manifests import Scores, Step
 from exquisite_store.money import format_usd
 from exquisite_store.pipeline.job import StepOutcome
 from exquisite_store.pipeline.params import SPECS
@@ -165,6 +165,19 @@ class PhaseLine:
             self.open = False
 
 
+def seam_detail(sc: Scores) -> str:
+    """What the seam score is made of (steps since issue 15), else the old texture figure."""
+    c = sc.seam
+    if not c:
+        return f"(parent's own texture {sc.parent_seam_permille / 1000:.2f})"
+    return (
+        f"(colour {c.colour_milli / 1000:.1f}, structure {c.structure_milli / 1000:.1f}, "
+        f"edge {c.edge_milli / 1000:.1f} levels over texture {c.texture_milli / 1000:.1f}; "
+        f"shift {c.shift_x_milli / 1000:+.2f}, {c.shift_y_milli / 1000:+.2f} px; "
+        f"detail kept {c.detail_permille / 10:.0f}%)"
+    )
+
+
 def report_outcome(store: Store, out: StepOutcome) -> None:
     """One line per committed candidate, one per failed one."""
     for name, sid in out.branches.items():
@@ -172,7 +185,7 @@ def report_outcome(store: Store, out: StepOutcome) -> None:
         sc = step.result.scores
         click.echo(
             f"committed {short(sid)} on {name}: canvas {step.result.width}x{step.result.height}, "
-            f"seam {sc.seam_permille / 1000:.2f} (texture {sc.parent_seam_permille / 1000:.2f})"
+            f"seam {sc.seam_permille / 1000:.2f} {seam_detail(sc)}"
         )
     for place, sid in out.staged.items():
         branch, _job, k = place.split("/")
@@ -223,8 +236,7 @@ def describe_step(store: Store, step: Step) -> str:
             lines.append(f"    seam before the repair {before / 1000:.2f}")
         if r.scores.seam_permille:
             lines.append(
-                f"    seam score {r.scores.seam_permille / 1000:.2f} "
-                f"(parent's own texture {r.scores.parent_seam_permille / 1000:.2f})"
+                f"    seam score {r.scores.seam_permille / 1000:.2f} {seam_detail(r.scores)}"
             )
     if step.response is not None and step.response.cost_micro_usd:
         lines.append(f"    cost {format_usd(step.response.cost_micro_usd)}")

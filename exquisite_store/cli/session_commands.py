@@ -1,4 +1,4 @@
-"""Commands on a session: new, log, branches, branch, head, defaults, budget, cost, attempts."""
+"""Commands on a session: new, log, branches, branch, head, defaults, budget, cost, drift, ..."""
 
 from __future__ import annotations
 
@@ -171,6 +171,37 @@ def cost(ctx: click.Context, session: str) -> None:
 
 @click.command()
 @click.argument("session")
+@click.option("--branch", "-b", default=None, help="Show this branch step by step.")
+@click.pass_context
+def drift(ctx: click.Context, session: str, branch: str | None) -> None:
+    """Colour drift of SESSION's branches against the root, and the seam casts added up."""
+    store = open_store(ctx)
+    reports = (
+        [core.branch_drift(store, session, branch)]
+        if branch
+        else core.session_drift(store, session)
+    )
+    for r in reports:
+        root = ", ".join(f"{v:.1f}" for v in r.root_mean)
+        click.echo(
+            f"{r.branch:<16} {short(r.head)}  {len(r.steps):>3} steps measured  "
+            f"last band vs root {r.last_vs_root:5.1f} levels  "
+            f"seam casts added up {r.accumulated_cast:5.1f} levels  (root mean {root})"
+            + (f"  {r.unmeasured} steps before seam checks" if r.unmeasured else "")
+        )
+        if not branch:
+            continue
+        for s in r.steps:
+            vs = ", ".join(f"{v:+.1f}" for v in s.band_vs_root)
+            click.echo(
+                f"  {short(s.step)}  {s.direction:<5}  band vs root ({vs})  cast {s.cast:.1f}  "
+                f"added up {s.accumulated_cast:.1f}  "
+                f"shift ({s.shift[0]:+.2f}, {s.shift[1]:+.2f}) px  detail kept {s.detail:.0%}"
+            )
+
+
+@click.command()
+@click.argument("session")
 @click.pass_context
 def attempts(ctx: click.Context, session: str) -> None:
     """Failed steps of SESSION: id, kind and reason (newest last)."""
@@ -269,6 +300,7 @@ COMMANDS = (
     defaults,
     budget,
     cost,
+    drift,
     attempts,
     staged,
     accept,

@@ -13,6 +13,7 @@ from exquisite_store.core.branches import (
     set_head,
     step_of_session,
 )
+from exquisite_store.core.drift import BranchDrift, branch_drift, session_drift
 from exquisite_store.core.history import (
     Move,
     RefHistory,
@@ -57,6 +58,9 @@ from exquisite_store.core.steps import (
 )
 
 __all__ = [
+    "BranchDrift",
+    "branch_drift",
+    "session_drift",
     "Decision",
     "HeadMove",
     "Move",

@@ -383,7 +383,11 @@ def _pick(store: Store, session: str, st: PlanState, job: str, k: int, tries: in
             + " (they stay staged)",
         )  # fmt: skip
         return
-    best = ok[0] if st.plan.pick == "first" else min(ok, key=lambda c: (seams[c.step], c.candidate))
+    best = (
+        ok[0]
+        if st.plan.pick == "first"
+        else min(ok, key=lambda c: (seams[c.step], _jump(store, c.step), c.candidate))
+    )
     why = (
         "the first candidate"
         if st.plan.pick == "first"
@@ -397,6 +401,12 @@ def _pick(store: Store, session: str, st: PlanState, job: str, k: int, tries: in
 
 def _seam(store: Store, sid: str) -> int:
     return store.step(sid).result.scores.seam_permille
+
+
+def _jump(store: Store, sid: str) -> int:
+    """The jump score: breaks a tie of defect scores (fills that keep the context read 1.00)."""
+    check = store.step(sid).result.scores.seam
+    return check.jump_permille if check else 0
 
 
 def _chose(

@@ -38,3 +38,10 @@ def from_canonical(arr: np.ndarray, direction: str) -> np.ndarray:
     """Undo ``to_canonical``: rotate a canonical array back to plane orientation."""
     turns = _TURNS[check_direction(direction)]
     return np.ascontiguousarray(np.rot90(arr, -turns, axes=(0, 1)))
+
+
+def vector_from_canonical(dy: int, dx: int, direction: str) -> tuple[int, int]:
+    """A canonical displacement ``(dy, dx)`` as the plane's ``(dy, dx)``."""
+    for _ in range(_TURNS[check_direction(direction)] % 4):
+        dy, dx = dx, -dy  # undo one counter-clockwise quarter turn
+    return dy, dx

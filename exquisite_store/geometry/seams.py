@@ -9,9 +9,10 @@ done in integers with explicit round-half-up, so a step recomputes bit for bit.
   zone column ``j``: the first zone column is exactly the true context and the ramp
   reaches the model's rendering at the seam, so the zone flows into the new band,
   which the model painted continuous with its own rendering.
-- ``match``: fit a per-channel gain and offset (least squares over the whole context
-  shown, gain clipped to [0.5, 2]) mapping the model's rendering of the context onto
-  the true context, apply it to that rendering and to the new band, then feather.
+- ``match``: fit a per-channel gain and offset (least squares over 8 x 8 block means
+  of the whole context shown, clipped blocks left out, gain clipped to [0.5, 2])
+  mapping the model's rendering of the context onto the true context, apply it to
+  that rendering and to the new band, then feather.
 
 Under the ``all-old`` immutable policy no old pixel may change, so the seam zone is
 empty and ``feather`` / ``match`` blend the first ``overlap`` columns of the new band
@@ -33,6 +34,10 @@ from exquisite_store.params import IMMUTABLE_POLICIES, SEAMS
 
 GAIN_MIN_MILLI, GAIN_MAX_MILLI = 500, 2000
 OFFSET_LIMIT_MILLI = 255_000
+# The colour fit is made on the means of blocks this big (see fit_colour).
+FIT_BLOCK = 8
+# Fewer unclipped blocks than this and every pixel is used.
+MIN_FIT_BLOCKS = 16
 
 _Num = TypeVar("_Num", int, np.ndarray)
 
@@ -100,31 +105,49 @@ def apply_seam(
 
 
 def fit_colour(source: np.ndarray, target: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Per-channel least-squares ``target ~ gain * source + offset`` in integer milli units."""
-    n = source.shape[0] * source.shape[1]
+    """Per-channel least-squares ``target ~ gain * source + offset`` in integer milli units.
+
+    Fitted on the means of ``FIT_BLOCK`` x ``FIT_BLOCK`` blocks, leaving out blocks where
+    the source is clipped (a level of 0 or 255 in that channel): a model's blur changes
+    pixels but hardly their block means (pixel by pixel, a blurred source biases the
+    gain), and a clipped pixel says nothing about the gain. A context too small for
+    blocks, or with too few unclipped ones, is fitted on all its pixels.
+    """
     gains, offsets = [], []
     for c in range(source.shape[2]):
+        x, y = _fit_samples(source[:, :, c], target[:, :, c])
+        n = x.size
         # Exact integer sums: the fit, hence every pixel after it, is platform independent.
-        sx = sy = sxx = sxy = 0
-        for rows in _row_chunks(source.shape[0], source.shape[1]):  # bounded memory
-            x = source[rows, :, c].astype(np.int64)
-            y = target[rows, :, c].astype(np.int64)
-            sx, sy = sx + int(x.sum()), sy + int(y.sum())
-            sxx, sxy = sxx + int((x * x).sum()), sxy + int((x * y).sum())
+        sx, sy = int(x.sum()), int(y.sum())
+        sxx, sxy = int((x * x).sum()), int((x * y).sum())
         den = n * sxx - sx * sx
         gain = 1000 if den == 0 else div_round(1000 * (n * sxy - sx * sy), den)
         # A clipped gain keeps a flat or mismatched context from inverting the band.
         gain = min(max(gain, GAIN_MIN_MILLI), GAIN_MAX_MILLI)
-        offset = div_round(1000 * sy - gain * sx, n)
+        offset = div_round(1000 * sy - gain * sx, n * FIT_BLOCK * FIT_BLOCK)
         gains.append(gain)
         offsets.append(min(max(offset, -OFFSET_LIMIT_MILLI), OFFSET_LIMIT_MILLI))
     return tuple(gains), tuple(offsets)
 
 
-def _row_chunks(height: int, width: int, budget: int = 1 << 20) -> list[slice]:
-    """Row slices of about ``budget`` pixels each (sums in chunks: memory stays small)."""
-    step = max(1, budget // max(1, width))
-    return [slice(r, min(height, r + step)) for r in range(0, height, step)]
+def _fit_samples(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block sums (int64) of one channel of source and target: the samples of the fit.
+
+    Each sum is over FIT_BLOCK^2 pixels; where blocks cannot be used, each pixel's value
+    times FIT_BLOCK^2, so the offset's scale is the same either way.
+    """
+    b = FIT_BLOCK
+    h, w = (source.shape[0] // b) * b, (source.shape[1] // b) * b
+    area = b * b
+    if h and w:
+        shape = (h // b, b, w // b, b)
+        x = source[:h, :w].astype(np.int64).reshape(shape).sum(axis=(1, 3)).ravel()
+        y = target[:h, :w].astype(np.int64).reshape(shape).sum(axis=(1, 3)).ravel()
+        blocks = source[:h, :w].reshape(shape)
+        clipped = ((blocks == 0) | (blocks == 255)).any(axis=(1, 3)).ravel()
+        if int(np.count_nonzero(~clipped)) >= MIN_FIT_BLOCKS:
+            return x[~clipped], y[~clipped]
+    return source.astype(np.int64).ravel() * area, target.astype(np.int64).ravel() * area
 
 
 def correct_colour(

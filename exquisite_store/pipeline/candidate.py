@@ -14,17 +14,19 @@ from exquisite_store.errors import (
     DimensionMismatch,
     ImmutableViolation,
     LockHeld,
+    MisregisteredOutput,
     StepFailure,
 )
 from exquisite_store.geometry import orient
 from exquisite_store.geometry.plan import unframe
+from exquisite_store.geometry.register import Registration, beyond_limits, register, unshift
 from exquisite_store.geometry.seams import apply_seam
 from exquisite_store.ids import ObjectId
 from exquisite_store.manifests import Canvas, Response, Result, Scores, Step
 from exquisite_store.pipeline.job import Job
 from exquisite_store.pipeline.prepare import Prepared
 from exquisite_store.pipeline.targets import free_name
-from exquisite_store.pipeline.validate import step_scores, validate
+from exquisite_store.pipeline.validate import failed_report, step_scores, validate
 from exquisite_store.store import Store, edit_canvas
 from exquisite_store.store.objects import ObjectStore
 from exquisite_store.store.refs import staging_name
@@ -54,6 +56,16 @@ def build_candidate(
     run.phase("unframe")
     model_ctx, gen = unframe(orient.to_canonical(output, p.direction), plan, channels=3)
     del output
+    reg = register(prepared.context_rgb, model_ctx)
+    if reason := beyond_limits(reg):
+        report = failed_report("registration", reason, plan)
+        raise MisregisteredOutput(
+            f"validation failed: {reason}",
+            validation_id=objects.put_json(report),
+            shift_px=f"{reg.shift_px:.2f}",
+            scale_ppm=reg.scale_ppm,
+        )
+    model_ctx, gen = _unshift(model_ctx, gen, reg)
     run.done("unframe")
     run.phase("seam")
     seam = apply_seam(
@@ -70,7 +82,14 @@ def build_candidate(
     run.done("seam")
     run.phase("validate")
     scores = step_scores(
-        objects, child, plan, prepared.context_rgb, model_ctx, seam.gain_milli, seam.offset_milli
+        objects,
+        child,
+        plan,
+        prepared.context_rgb,
+        model_ctx,
+        seam.gain_milli,
+        seam.offset_milli,
+        reg,
     )
     report = validate(objects, prepared.parent_canvas, child, plan, scores)
     validation_id = objects.put_json(report)
@@ -80,6 +99,17 @@ def build_candidate(
         raise cls(f"validation failed: {bad.detail}", validation_id=validation_id)
     run.done("validate")
     return Candidate(child, objects.put_json(child), scores, validation_id)
+
+
+def _unshift(
+    model_ctx: np.ndarray, gen: np.ndarray, reg: Registration
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's context and band moved back into register (as one strip: no edge between)."""
+    if not reg.applies:
+        return model_ctx, gen
+    both = unshift(np.concatenate([model_ctx, gen], axis=1), reg)
+    c = model_ctx.shape[1]
+    return np.ascontiguousarray(both[:, :c]), np.ascontiguousarray(both[:, c:])
 
 
 def commit_candidate(

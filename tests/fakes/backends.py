@@ -21,7 +21,7 @@ from exquisite_store.errors import PermanentBackendError, TransientBackendError
 from exquisite_store.geometry.frames import ANY, FramePolicy
 from exquisite_store.geometry.orient import to_canonical
 from exquisite_store.geometry.rect import Rect
-from exquisite_store.geometry.scores import seam_score
+from exquisite_store.geometry.scores import seam_score as jump_score
 from exquisite_store.manifests import Step
 from exquisite_store.pipeline.step import run_step
 from exquisite_store.store import Store
@@ -30,6 +30,8 @@ from exquisite_store.store import Store
 DRIFT_GAIN = (1.08, 0.95, 1.05)
 DRIFT_OFFSET = (10.0, -6.0, 4.0)
 DRIFT_BLUR = 0.8
+# gpt-image models also move the frame by a pixel or two (x right, y down, in plane px)
+DRIFT_SHIFT = (1.5, -1.0)
 
 
 def encode(arr: np.ndarray) -> bytes:
@@ -256,12 +258,17 @@ class TruthBackend(LocalBackend):
         gain: tuple[float, ...] = DRIFT_GAIN,
         offset: tuple[float, ...] = DRIFT_OFFSET,
         blur: float = DRIFT_BLUR,
+        shift: tuple[float, float] = (0.0, 0.0),
+        scale: float = 1.0,
+        band_shift: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.truth = np.ascontiguousarray(truth[:, :, :3])
         self.origin = origin
         self.parent_rect = parent_rect
         self.direction = direction
         self.gain, self.offset, self.blur = gain, offset, blur
+        self.shift, self.scale = shift, scale
+        self.band_shift = band_shift
         self.calls = 0
 
     def frame_rect(self, request: BackendRequest) -> Rect:
@@ -286,11 +293,33 @@ class TruthBackend(LocalBackend):
             raise AssertionError(f"frame {tuple(rect)} is outside the truth {tuple(tr)}")
         return self.truth[rect.slices(tr)]
 
+    def move(
+        self, arr: np.ndarray, shift: tuple[float, float] | None = None, scale: float | None = None
+    ) -> np.ndarray:
+        """The frame's content moved by ``shift`` and scaled by ``scale`` about its centre.
+
+        Bicubic, on an edge-padded copy, so no black comes in at the borders.
+        """
+        shift = self.shift if shift is None else shift
+        scale = self.scale if scale is None else scale
+        if shift == (0.0, 0.0) and scale == 1.0:
+            return arr
+        pad = 8 + int(abs(scale - 1) * max(arr.shape[:2]))
+        padded = np.pad(arr, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        h, w = padded.shape[:2]
+        cx, cy, s = w / 2, h / 2, scale
+        # output (x, y) samples input ((x - cx - dx) / s + cx, (y - cy - dy) / s + cy)
+        dx, dy = shift
+        coeffs = (1 / s, 0, cx - (cx + dx) / s, 0, 1 / s, cy - (cy + dy) / s)
+        img = Image.fromarray(np.ascontiguousarray(padded), "RGB")
+        moved = img.transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC)
+        return np.asarray(moved)[pad:-pad, pad:-pad]
+
     def drift(self, arr: np.ndarray) -> np.ndarray:
-        """Blur, then gain and offset per channel, rounded and clipped."""
-        out = arr
+        """Move, blur, then gain and offset per channel, rounded and clipped."""
+        out = self.move(arr)
         if self.blur > 0:
-            img = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+            img = Image.fromarray(np.ascontiguousarray(out), "RGB")
             out = np.asarray(img.filter(ImageFilter.GaussianBlur(self.blur)))
         mapped = out.astype(np.float64) * np.asarray(self.gain) + np.asarray(self.offset)
         return np.clip(np.rint(mapped), 0, 255).astype(np.uint8)
@@ -298,9 +327,14 @@ class TruthBackend(LocalBackend):
     def generate(
         self, request: BackendRequest, cancel: threading.Event | None = None
     ) -> BackendResult:
-        """``n`` copies of the drifted true frame."""
+        """``n`` copies of the drifted true frame (its new band moved by ``band_shift``)."""
         self.calls += 1
-        frame = self.drift(self.true_frame(request))
+        true = self.true_frame(request)
+        if self.band_shift != (0.0, 0.0):  # a model that redraws the band displaced
+            area = paint_area(request)
+            moved = self.move(true, shift=self.band_shift, scale=1.0)
+            true = np.where(area[:, :, None], moved, true)
+        frame = self.drift(true)
         return BackendResult(images=[encode(frame)] * request.n)
 
 
@@ -324,16 +358,25 @@ def cut(truth: np.ndarray, direction: str, length: int) -> tuple[np.ndarray, tup
 
 
 def regrow(
-    truth: np.ndarray, direction: str, length: int, steps: int = 1, **params
+    truth: np.ndarray,
+    direction: str,
+    length: int,
+    steps: int = 1,
+    fake: dict | None = None,
+    **params,
 ) -> tuple[np.ndarray, Step]:
     """Cut ``steps * length`` pixels off, grow them back through the pipeline from the truth.
 
-    Returns the final canvas (aligned with ``truth``, same shape) and the last step.
+    ``fake`` gives TruthBackend's drift (gain, offset, blur, shift, scale) other than
+    the default. Returns the final canvas (aligned with ``truth``, same shape) and the
+    last step.
     """
     start, origin = cut(truth, direction, steps * length)
     store = Store.memory()
     store.create_session("truth", start)
-    backend = TruthBackend(truth, parent_rect=Rect(0, 0, 0, 0), direction=direction, origin=origin)
+    backend = TruthBackend(
+        truth, parent_rect=Rect(0, 0, 0, 0), direction=direction, origin=origin, **(fake or {})
+    )
     for _ in range(steps):
         head = store.step(store.refs.head("truth", "main"))
         c = store.canvas(head)
@@ -352,21 +395,28 @@ def regrow(
 
 
 def seam_quality(
-    canvas: np.ndarray, truth: np.ndarray, direction: str, length: int, context: int
+    canvas: np.ndarray,
+    truth: np.ndarray,
+    direction: str,
+    length: int,
+    context: int,
+    fake: dict | None = None,
 ) -> tuple[int, int, np.ndarray]:
     """``(seam score, the truth's own score there, |mean colour error| per channel)``.
 
     Both are scored on the canonical strip the pipeline scores: ``context`` columns
     before the seam and the ``length`` new ones after it; the colour error is over
-    the new band.
+    the new band, leaving out the pixels the fake's drift (``fake``'s gain and offset,
+    the defaults when not given) clips to 0 or 255: their colour is lost to any method.
     """
     got, want = to_canonical(canvas, direction), to_canonical(truth, direction)
     seam = got.shape[1] - length
     strip = slice(seam - context, seam + length)
-    score = seam_score(got[:, strip], context)
-    own = seam_score(want[:, strip], context)
-    mean_got = got[:, seam:].reshape(-1, 3).mean(axis=0)
-    mean_want = want[:, seam:].reshape(-1, 3).mean(axis=0)
+    score = jump_score(got[:, strip], context)
+    own = jump_score(want[:, strip], context)
+    keep = unclipped(want[:, seam:], **{k: v for k, v in (fake or {}).items() if k in GAIN_KEYS})
+    mean_got = got[:, seam:][keep].reshape(-1, 3).mean(axis=0)
+    mean_want = want[:, seam:][keep].reshape(-1, 3).mean(axis=0)
     return score, own, np.abs(mean_got - mean_want)
 
 
@@ -385,3 +435,16 @@ class RepairTruthBackend(TruthBackend):
     def frame_rect(self, request: BackendRequest) -> Rect:
         """The strip, as planned."""
         return self.strip
+
+
+GAIN_KEYS = ("gain", "offset")
+
+
+def unclipped(
+    truth: np.ndarray,
+    gain: tuple[float, ...] = DRIFT_GAIN,
+    offset: tuple[float, ...] = DRIFT_OFFSET,
+) -> np.ndarray:
+    """``H x W``: the pixels whose every channel the drift keeps inside 0..255."""
+    mapped = truth[:, :, :3].astype(np.float64) * np.asarray(gain) + np.asarray(offset)
+    return ((mapped >= 0.5) & (mapped <= 254.5)).all(axis=2)
