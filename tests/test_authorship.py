@@ -86,3 +86,25 @@ def test_attempts_and_plans_record_their_author(tmp_path) -> None:
         pid, plan = plans.create_plan(store, "s", steps=1, params={"extension_px": 16})
     assert store.objects.get_manifest(aid).author == "erin"
     assert plan.author == "erin"
+
+
+def test_find_by_author(tmp_path) -> None:
+    from exquisite_store.core import search
+
+    store = Store.init(tmp_path / "store", clock=TickClock())
+    store.create_session("s", fixture_array("photo.png"))  # by nobody: unknown
+    made = {}
+    for who in ("ann", "bo", "ann"):
+        with as_author(who):
+            req = core.step_request(store, "s", {"extension_px": 16, "overlap_px": 4})
+            made.setdefault(who, []).extend(core.grow(store, req).step_ids)
+
+    def ids(who: str) -> list[str]:
+        return [f.id for f in search.find(store, "s", search.parse_query(author=who))]
+
+    assert ids("ann") == made["ann"] and ids("bo") == made["bo"]
+    assert ids("unknown") == [store.session("s").root]
+    res = CliRunner().invoke(cli, ["--store", str(store.root), "find", "s", "--author", "bo"])
+    assert res.exit_code == 0 and made["bo"][0][:12] in res.output
+    bad = CliRunner().invoke(cli, ["--store", str(store.root), "find", "s", "--author", "../x"])
+    assert bad.exit_code == 1 and bad.output.startswith("error: user name '../x'")

@@ -66,6 +66,7 @@ def parse_args(args: Any) -> search.Query:
         backend=args.get("backend"),
         seam_above=args.get("seam_above"),
         cost_above=args.get("cost_above"),
+        author=args.get("author"),
     )
 
 

@@ -106,6 +106,7 @@ def notes_command(ctx: click.Context, session: str, show_log: bool) -> None:
 @click.option("--backend", default=None, help="Made by this backend.")
 @click.option("--seam-above", default=None, metavar="X", help="Seam score above X (1.0: unseen).")
 @click.option("--cost-above", default=None, metavar="USD", help="Cost more than USD.")
+@click.option("--author", default=None, help="Made by this user (unknown: before names).")
 @click.pass_context
 def find(ctx: click.Context, session: str, **query: str | bool | None) -> None:
     """The steps of SESSION that match every condition given, oldest first."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from exquisite_store.authorship import check_author, shown
 from exquisite_store.core.annotations import check_tag, session_notes
 from exquisite_store.errors import UserError
 from exquisite_store.manifests import Step, StepNote
@@ -35,6 +36,8 @@ class Query:
     seam_above_permille: int | None = None
     #: the step's cost must be above this, in micro-dollars
     cost_above_micro_usd: int | None = None
+    #: who made it (``unknown``: steps made before authorship was kept)
+    author: str = ""
 
     @property
     def empty(self) -> bool:
@@ -49,6 +52,7 @@ def parse_query(
     backend: str | None = None,
     seam_above: str | None = None,
     cost_above: str | None = None,
+    author: str | None = None,
 ) -> Query:
     """A Query from text as typed (CLI options, a form); UserError names a bad field."""
     prompt = (prompt or "").strip()
@@ -79,6 +83,7 @@ def parse_query(
         backend=backend,
         seam_above_permille=seam,
         cost_above_micro_usd=cost,
+        author=check_author((author or "").strip()) if (author or "").strip() else "",
     )
 
 
@@ -93,6 +98,8 @@ def matching(facts: dict[str, StepFacts], notes: dict[str, StepNote], query: Que
         if query.tag and not (note and query.tag in note.tags):
             continue
         if query.backend and f.backend != query.backend:
+            continue
+        if query.author and shown(f.author) != query.author:
             continue
         if query.seam_above_permille is not None and (
             not f.backend or f.seam_permille <= query.seam_above_permille

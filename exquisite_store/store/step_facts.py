@@ -22,7 +22,7 @@ from exquisite_store.store.files import atomic_write
 from exquisite_store.store.refs import check_name
 from exquisite_store.store.store import Store
 
-VERSION = 1
+VERSION = 2  # 2: the author
 
 
 class StepFacts(msgspec.Struct, frozen=True, array_like=True):
@@ -34,6 +34,7 @@ class StepFacts(msgspec.Struct, frozen=True, array_like=True):
     seam_permille: int
     cost_micro_usd: int
     prompt: str
+    author: str = ""
 
 
 class _Index(msgspec.Struct):
@@ -55,6 +56,7 @@ def facts_of(step: Step, prompt_text: Callable[[str], str]) -> StepFacts:
         seam_permille=step.result.scores.seam_permille if r is not None else 0,
         cost_micro_usd=step.response.cost_micro_usd if step.response is not None else 0,
         prompt=prompt_text(r.prompt_id) if r is not None and r.prompt_id else "",
+        author=step.author if isinstance(step.author, str) else "",
     )
 
 
