@@ -118,6 +118,23 @@ def test_running_a_committed_job_again_commits_nothing(st, conn, redis_url) -> N
     assert queued.job == payload["job"]
 
 
+def test_a_viewer_started_while_a_step_waits_in_the_queue_leaves_it_be(st, conn, redis_url) -> None:
+    # a server starting records the jobs of gone processes as abandoned; a queued job
+    # belongs to no process here (a worker takes it later), so it must be left alone
+    from viewer import create_app
+
+    req = core.step_request(st, "s", {"extension_px": 16, "overlap_px": 4})
+    job = q.enqueue(st, str(st.root), req, conn).job
+    for queue_url in (redis_url, None):  # a queued viewer and an in-process one
+        create_app({"EXQ_STORE": str(st.root), "TESTING": True, "QUEUE_URL": queue_url})
+    assert job_states(st, "s")[job]["state"] == "queued"
+    assert st.attempts("s") == []
+    proc = run_worker(redis_url, "--burst")
+    out, _ = proc.communicate(timeout=120)
+    assert job_states(st, "s")[job]["state"] == "succeeded", out
+    assert st.attempts("s") == []
+
+
 def test_bad_queues_are_one_line_errors(st, redis_url) -> None:
     res = exq(st, "step", "s", "--queue", "http://127.0.0.1:1/")
     assert res.exit_code == 1
