@@ -16,6 +16,7 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 from viewer import create_app
 
+from . import figures
 from .viewer_helpers import BufferedClient, csrf_of, make_session
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +37,7 @@ def world(request, tmp_path):
     for b in BRANCHES[1:]:
         core.create_branch(world["store"], "garden", b, "main")
     world["location"] = world["store"].location
+    world["kind"] = request.param
     world["endpoints"] = endpoints
     return world
 
@@ -90,6 +92,7 @@ def test_two_viewers_two_workers_twenty_steps(world, conn, redis_url) -> None:
     tokens = [csrf_of(v) for v in viewers]
     before = world["store"].last_event_seq("garden")
     procs = workers(redis_url, 2, ends)
+    started = time.monotonic()
     try:
         jobs = []
         for i in range(20):
@@ -109,8 +112,10 @@ def test_two_viewers_two_workers_twenty_steps(world, conn, redis_url) -> None:
             time.sleep(0.25)
         else:
             raise AssertionError(f"not every job ended: {states}")
+        seconds = time.monotonic() - started
     finally:
         stop(procs)
+    figures.record("queue", {f"{world['kind']}_20_steps_2_workers_s": round(seconds, 1)})
     store = world["store"]
     assert [states[j]["state"] for j in jobs] == ["succeeded"] * 20
     # five steps on each branch, one after another: one job per head at a time
