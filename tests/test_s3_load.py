@@ -113,3 +113,99 @@ def test_eight_cas_writers_over_two_gateways(seaweedfs, gateway, tmp_path: Path)
         "seconds": round(seconds, 1),
         "cas_per_s": round(len(moves) / seconds, 1),
     }
+
+
+def test_step_drivers_sigkilled_mid_step_over_two_gateways(
+    seaweedfs, gateway, tmp_path: Path
+) -> None:
+    """4 real step drivers (one branch each, two per gateway) SIGKILLed at random moments.
+
+    After the kills: fsck clean, every head whole, every reflog a whole chain, nothing
+    reported committed lost. A killed driver can leave its branch lease and its store
+    lease behind (there is no flock to die with it): the next step on its branch waits
+    until the lease is stale by the server's clock (``LEASE_TIMEOUT_S``), then commits;
+    gc after that runs and loses nothing reachable.
+    """
+    import random
+
+    from exquisite_store.store.gc import gc
+    from exquisite_store.store.leases import LEASE_TIMEOUT_S
+
+    rnd = random.Random(14)
+    st = Store.init(seaweedfs.url(), endpoint=seaweedfs.endpoint, tile_size=64)
+    _, root = st.create_session("kill", rng_image(48, 64, seed=3))
+    branches = [f"k{i}" for i in range(4)]
+    for b in branches:
+        st.refs.update("kill", b, None, root, "a branch for a killed driver")
+    report = tmp_path / "report"
+    envs = endpoints(seaweedfs, gateway, 4)
+    procs = [
+        subprocess.Popen(
+            fh.driver_cmd(st.location, "kill", b, 1000)
+            + ["--backend", "pattern", "--px", "8", "--overlap", "2", "--seed", str(i)]
+            + ["--report", str(report)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for i, (b, env) in enumerate(zip(branches, envs, strict=True))
+    ]
+    begun = []
+    try:
+        for p in procs:
+            fh.read_until(p, "ready", timeout=60)
+        for p in procs:  # each at its own moment: after 1-3 steps began, somewhere inside
+            n = rnd.randint(1, 3)
+            for _ in range(n):
+                fh.read_until(p, "begin", timeout=120)
+            time.sleep(rnd.uniform(0, 1.5))
+            out, _ = fh.kill9(p)
+            assert p.returncode == -9
+            begun.append(n + out.split().count("begin"))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                fh.kill9(p)
+    killed = time.monotonic()
+    rep = fsck(st)
+    assert rep.ok, (rep.damaged, rep.missing, rep.bad_refs)
+    fh.check_heads_whole(st, "kill")
+    for b in branches:
+        ref = f"kill/heads/{b}"
+        assert not fh.reflog_chain_problems(st, ref), fh.reflog_chain_problems(st, ref)
+    committed = {ln[1] for ln in fh.report_lines(report) if ln[0] == "commit"}
+    assert committed <= fh.reachable_steps(st, "kill"), "a reported commit was lost"
+
+    # the next step on each killed branch gets past a dead driver's lease, then commits
+    nxt = [
+        subprocess.Popen(
+            fh.driver_cmd(st.location, "kill", b, 1)
+            + ["--backend", "pattern", "--px", "8", "--overlap", "2", "--seed", "99"]
+            + ["--report", str(report)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for b, env in zip(branches, envs, strict=True)
+    ]
+    results = [p.communicate(timeout=LEASE_TIMEOUT_S * 3) for p in nxt]
+    next_s = time.monotonic() - killed
+    for p, (_, err) in zip(nxt, results, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    waited = sum(json.loads(out.splitlines()[-1])["waits"] for out, _ in results)
+    committed = {ln[1] for ln in fh.report_lines(report) if ln[0] == "commit"}
+    assert committed <= fh.reachable_steps(st, "kill")
+    gc_rep = gc(st, grace_s=0)
+    rep = fsck(st)
+    assert rep.ok and not rep.missing, (rep.damaged, rep.missing, rep.bad_refs)
+    assert committed <= fh.reachable_steps(st, "kill")
+    FIG["kill_4_drivers"] = {
+        "steps_begun": sum(begun),
+        "committed_before_kills": len(committed) - len(branches),
+        "lost": 0,
+        "next_steps_waited_on_dead_lease": waited,
+        "next_steps_done_s": round(next_s, 1),
+        "gc_removed_after": len(gc_rep.removed),
+    }
