@@ -25,7 +25,7 @@ from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 from exquisite_store.store.gc import gc
 from exquisite_store.store.leases import StoreBusy
-from exquisite_store.store.s3client import S3Bucket
+from exquisite_store.store.s3client import Conflict, S3Bucket
 from exquisite_store.store.s3probe import ProbeFailed, probe
 
 from . import figures
@@ -351,3 +351,35 @@ def test_writer_processes_racing_lose_no_update_and_log_every_move(
     assert all(a.new == b.old for a, b in zip(log, log[1:], strict=False))  # one chain
     assert {(e.old, e.new) for e in log[1:]} == set(moves)
     assert log[-1].new == s3_store.refs.head("load", "main")
+
+
+def test_conditional_writes_hold_across_two_gateways(seaweedfs, gateway) -> None:
+    """8 threads over two gateways of one SeaweedFS: one create and one CAS win per race.
+
+    The probe races on one gateway; a team behind a load balancer writes through several.
+    """
+    prefix = seaweedfs.url().split("/", 3)[3]
+    buckets = [S3Bucket(BUCKET, prefix, endpoint=e) for e in (seaweedfs.endpoint, gateway.endpoint)]
+    for trial in range(10):
+        key = f"race/{trial}"
+        for round_ in ("create", "cas"):
+            etag = "" if round_ == "create" else buckets[1].head(key)[0]
+            wins: list[int] = []
+            barrier = threading.Barrier(8)
+
+            def go(i: int, key=key, etag=etag, wins=wins, barrier=barrier) -> None:
+                barrier.wait()
+                try:
+                    buckets[i % 2].put(key, b"%d" % i, create=not etag, if_match=etag)
+                    wins.append(i)
+                except Conflict:
+                    pass
+
+            threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(wins) == 1, (trial, round_, wins)
+            got = buckets[(wins[0] + 1) % 2].get(key)  # read through the other gateway
+            assert got is not None and got[0] == b"%d" % wins[0]
