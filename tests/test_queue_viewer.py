@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,10 +129,14 @@ def test_two_viewers_two_workers_twenty_steps(world, conn, redis_url) -> None:
             as_text=True
         )
         for job in jobs:
-            mine = [ln for ln in stream.splitlines() if ln.startswith("data:") and job in ln]
-            kinds = [ln.split('"type": "')[1].split('"')[0] for ln in mine]
-            assert kinds[:2] == ["queued", "started"] and kinds[-1] == "succeeded", kinds
-            phases = {ln.split('"phase": "')[1].split('"')[0] for ln in mine if '"phase"' in ln}
+            lines = [json.loads(ln[5:]) for ln in stream.splitlines() if ln.startswith("data:")]
+            mine = [e for e in lines if e.get("job") == job]
+            kinds = [e["type"] for e in mine]
+            assert kinds[0] == "queued" and kinds[-1] == "succeeded", kinds
+            # a job whose branch another worker was still growing waits first, then starts
+            before_start = mine[1 : kinds.index("started")]
+            assert all(e.get("phase") == "wait" for e in before_start), before_start
+            phases = {e["phase"] for e in mine if "phase" in e}
             assert {"plan", "generate", "validate", "commit"} <= phases
     assert fsck(store).ok
 

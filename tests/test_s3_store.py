@@ -367,10 +367,13 @@ def test_conditional_writes_hold_across_two_gateways(seaweedfs, gateway) -> None
             wins: list[int] = []
             barrier = threading.Barrier(8)
 
-            def go(i: int, key=key, etag=etag, wins=wins, barrier=barrier) -> None:
+            def go(i: int, key=key, etag=etag, wins=wins, barrier=barrier, r=round_) -> None:
                 barrier.wait()
                 try:
-                    buckets[i % 2].put(key, b"%d" % i, create=not etag, if_match=etag)
+                    # distinct bytes per round: an ETag is the content's MD5, so a
+                    # writer putting the very bytes already there would match it again
+                    data = b"%s %d" % (r.encode(), i)
+                    buckets[i % 2].put(key, data, create=not etag, if_match=etag)
                     wins.append(i)
                 except Conflict:
                     pass
@@ -382,4 +385,4 @@ def test_conditional_writes_hold_across_two_gateways(seaweedfs, gateway) -> None
                 t.join()
             assert len(wins) == 1, (trial, round_, wins)
             got = buckets[(wins[0] + 1) % 2].get(key)  # read through the other gateway
-            assert got is not None and got[0] == b"%d" % wins[0]
+            assert got is not None and got[0] == b"%s %d" % (round_.encode(), wins[0])
