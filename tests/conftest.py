@@ -30,6 +30,16 @@ def seaweedfs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def gateway(seaweedfs):
+    """A second S3 gateway (``weed s3``) on the session's SeaweedFS: the same store."""
+    from .s3_helpers import start_gateway
+
+    server = start_gateway(seaweedfs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def moto_s3():
     """moto's S3 server in a thread, for the session."""
     from .s3_helpers import start_moto

@@ -5,6 +5,8 @@
         [--fail-every K] [--max-tries N]
     python tests/fault_helpers.py --gc-loop STORE SECONDS STOPFILE
 
+STORE is a folder or ``s3://bucket/prefix`` (its endpoint from ``AWS_ENDPOINT_URL``).
+
 The driver makes COUNT committed steps with the real ``run_step`` on BRANCH (the
 branch's head each time): ``patchmatch`` is the real PatchMatchBackend run in process,
 ``pattern`` the fast fake of tests/fakes. A step that loses the race gets BranchMoved
@@ -213,8 +215,9 @@ def exq_cmd(*args: str) -> list[str]:
     return python_cmd("-c", "from exquisite_store.cli import main; main()", *args)
 
 
-def driver_cmd(store: Path, session: str, branch: str, count: int, *extra: str) -> list[str]:
-    """The command line of the step driver (this file run as a script)."""
+def driver_cmd(store: Path | str, session: str, branch: str, count: int, *extra: str) -> list[str]:
+    """The command line of the step driver (this file run as a script); ``store`` is a
+    folder or ``s3://bucket/prefix`` (the driver takes its endpoint from AWS_ENDPOINT_URL)."""
     return python_cmd(str(HERE), str(store), session, branch, str(count), *extra)
 
 
@@ -415,12 +418,18 @@ def _append(path: Path | None, line: str) -> None:
         os.fsync(f.fileno())
 
 
+def open_store(location: str) -> Any:
+    """The store at a folder or an ``s3://`` address (endpoint: ``AWS_ENDPOINT_URL``)."""
+    from exquisite_store.store import Store
+
+    return Store.open(location if location.startswith("s3://") else Path(location))
+
+
 def gc_loop(argv: list[str]) -> int:
     """``--gc-loop STORE SECONDS STOPFILE``: ``gc(grace_s=0)`` again and again; totals."""
-    from exquisite_store.store import Store
     from exquisite_store.store.gc import gc
 
-    store = Store.open(Path(argv[0]))
+    store = open_store(argv[0])
     deadline = time.monotonic() + float(argv[1])
     stop = Path(argv[2])
     runs = removed = 0
@@ -443,11 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     from exquisite_store.backends.patchmatch import PatchMatchBackend
     from exquisite_store.errors import BranchMoved, StepFailure
     from exquisite_store.pipeline.step import run_step
-    from exquisite_store.store import Store
     from tests.fakes.backends import PatternBackend, PermanentErrorBackend
 
     ap = argparse.ArgumentParser(description="step driver for the fault and load suites")
-    ap.add_argument("store", type=Path)
+    ap.add_argument("store")  # a folder or s3://bucket/prefix
     ap.add_argument("session")
     ap.add_argument("branch")
     ap.add_argument("count", type=int)
@@ -461,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tries", type=int, default=0)
     args = ap.parse_args(argv)
 
-    store = Store.open(args.store)
+    store = open_store(args.store)
     good = PatchMatchBackend(in_process=True) if args.backend == "patchmatch" else PatternBackend()
     bad = PermanentErrorBackend()
     if args.barrier:

@@ -62,11 +62,21 @@ def set_credentials() -> None:
 class Server:
     """A running S3 server: its endpoint, and how to stop it."""
 
-    def __init__(self, name: str, endpoint: str, proc: subprocess.Popen | None, stop=None):
+    def __init__(
+        self,
+        name: str,
+        endpoint: str,
+        proc: subprocess.Popen | None,
+        stop=None,
+        ports: dict[str, int] | None = None,
+        workdir: Path | None = None,
+    ):
         self.name = name
         self.endpoint = endpoint
         self.proc = proc
         self._stop = stop
+        self.ports = ports or {}
+        self.workdir = workdir
 
     def url(self, prefix: str = "") -> str:
         """A fresh store address on this server."""
@@ -131,7 +141,33 @@ def start_seaweedfs(workdir: Path) -> Server:
     except BaseException:
         Server("seaweedfs", endpoint, proc).stop()
         raise
-    return Server("seaweedfs", endpoint, proc)
+    return Server("seaweedfs", endpoint, proc, ports=ports, workdir=workdir)
+
+
+def start_gateway(server: Server) -> Server:
+    """A second S3 gateway (``weed s3``) on the filer of a running ``weed mini``.
+
+    Its own process and port, the same buckets and objects: clients split over the two
+    see one store, as clients behind a load balancer do.
+    """
+    weed = weed_binary()
+    assert weed is not None and server.ports and server.workdir is not None
+    port, grpc = free_ports(2)
+    filer = f"127.0.0.1:{server.ports['filer.port']}.{server.ports['filer.port.grpc']}"
+    args = [weed, "s3", f"-filer={filer}", f"-port={port}", f"-port.grpc={grpc}"]
+    args += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-port.iceberg=0", "-port.lance=0"]
+    log = server.workdir / f"gateway-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=server.workdir, start_new_session=True
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_s3(endpoint, proc, log)
+    except BaseException:
+        Server("gateway", endpoint, proc).stop()
+        raise
+    return Server("gateway", endpoint, proc)
 
 
 def start_moto() -> Server:

@@ -7,6 +7,7 @@ One ``FIGURES:`` line for the whole module (also appended to tests/artifacts/fig
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import threading
@@ -45,9 +46,20 @@ def _figures():
 # --- 5. eight processes, shared and own branches -------------------------------------------------
 
 
-def many_writers(tmp_path: Path, procs: int, steps: int, shared: int) -> dict[str, Any]:
-    """``shared`` drivers grow ``main``, the others each their own branch; all checked."""
-    st = Store.init(tmp_path / "store", tile_size=64)
+def many_writers(
+    tmp_path: Path,
+    procs: int,
+    steps: int,
+    shared: int,
+    store: Store | None = None,
+    envs: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """``shared`` drivers grow ``main``, the others each their own branch; all checked.
+
+    On a fresh disk store, or on ``store`` (an S3 one: driver ``i`` runs with ``envs[i]``
+    added to its environment, e.g. its gateway's ``AWS_ENDPOINT_URL``).
+    """
+    st = store or Store.init(tmp_path / "store", tile_size=64)
     _, root = st.create_session("load", rng_image(48, 64, seed=8))
     branches = ["main"] * shared + [f"solo-{i}" for i in range(procs - shared)]
     for b in set(branches) - {"main"}:
@@ -56,12 +68,13 @@ def many_writers(tmp_path: Path, procs: int, steps: int, shared: int) -> dict[st
     reports = [tmp_path / f"driver-{i}.txt" for i in range(procs)]
     drivers = [
         subprocess.Popen(
-            fh.driver_cmd(st.root, "load", b, steps)
+            fh.driver_cmd(st.location, "load", b, steps)
             + ["--backend", "pattern", "--seed", str(10_000 * i), "--px", "8", "--overlap", "2"]
             + ["--report", str(rep), "--barrier", str(barrier)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **envs[i]} if envs else None,
         )
         for i, (b, rep) in enumerate(zip(branches, reports, strict=True))
     ]

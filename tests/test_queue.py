@@ -19,6 +19,7 @@ from exquisite_store.core.jobs import job_states
 from exquisite_store.store import Store
 from exquisite_store.store.fsck import fsck
 
+from . import figures
 from .helpers import TickClock, rng_image
 
 HERE = Path(__file__).resolve().parent
@@ -120,6 +121,23 @@ def test_running_a_committed_job_again_commits_nothing(st, conn, redis_url) -> N
     assert queued.job == payload["job"]
 
 
+def test_a_viewer_started_while_a_step_waits_in_the_queue_leaves_it_be(st, conn, redis_url) -> None:
+    # a server starting records the jobs of gone processes as abandoned; a queued job
+    # belongs to no process here (a worker takes it later), so it must be left alone
+    from viewer import create_app
+
+    req = core.step_request(st, "s", {"extension_px": 16, "overlap_px": 4})
+    job = q.enqueue(st, str(st.root), req, conn).job
+    for queue_url in (redis_url, None):  # a queued viewer and an in-process one
+        create_app({"EXQ_STORE": str(st.root), "TESTING": True, "QUEUE_URL": queue_url})
+    assert job_states(st, "s")[job]["state"] == "queued"
+    assert st.attempts("s") == []
+    proc = run_worker(redis_url, "--burst")
+    out, _ = proc.communicate(timeout=120)
+    assert job_states(st, "s")[job]["state"] == "succeeded", out
+    assert st.attempts("s") == []
+
+
 def test_bad_queues_are_one_line_errors(st, redis_url) -> None:
     res = exq(st, "step", "s", "--queue", "http://127.0.0.1:1/")
     assert res.exit_code == 1
@@ -134,52 +152,91 @@ def test_bad_queues_are_one_line_errors(st, redis_url) -> None:
     assert [e.type for e in Store.open(st.root).events("s")] == []  # nothing was queued
 
 
+def wait_line(proc: subprocess.Popen, word: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    line = ""
+    while time.monotonic() < deadline and line != word:
+        line = proc.stdout.readline().strip()
+    assert line == word, f"the worker never said {word!r}"
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["disk", "s3"])
 def test_a_killed_worker_is_reaped_and_its_retry_pays_nothing(
-    st, conn, redis_url, fake_openai
+    kind, request, tmp_path, conn, redis_url, fake_openai
 ) -> None:
+    """A worker SIGKILLed between its paid answer and its commit: a queued viewer shows
+    the step abandoned within 60 s, and the viewer's Retry sends the very same request,
+    answered from the run cache (one call to the provider in all), nothing lost.
+
+    On SeaweedFS the worker and the viewer use different S3 gateways of one store.
+    """
+    from viewer import create_app
+
+    from .viewer_helpers import csrf_of
+
+    if kind == "s3":
+        weed, gateway = request.getfixturevalue("seaweedfs"), request.getfixturevalue("gateway")
+        st = Store.init(weed.url(), endpoint=weed.endpoint)
+        worker_env, viewer_endpoint = {"AWS_ENDPOINT_URL": weed.endpoint}, gateway.endpoint
+    else:
+        st, worker_env, viewer_endpoint = Store.init(tmp_path / "store"), {}, None
     env = {"OPENAI_API_KEY": "sk-test-queue-0123456789", "OPENAI_BASE_URL": fake_openai.base_url}
     os.environ.update(env)
+    procs: list[subprocess.Popen] = []
     try:
         params = {"backend": "openai", "model": "gpt-image-2", "extension_px": 32,
                   "overlap_px": 8, "quality": "low"}  # fmt: skip
-        st2 = Store.open(st.root)
-        st2.create_session("big", rng_image(96, 128, seed=4))
-        req = core.step_request(st2, "big", params)
-        queued = q.enqueue(st2, str(st2.root), req, conn)
-        proc = run_worker(redis_url, "--slow-commit", "120", env=env)
-        assert proc.stdout.readline().strip() == "ready"
-        deadline = time.monotonic() + 60
-        line = ""
-        while time.monotonic() < deadline and line != "building":
-            line = proc.stdout.readline().strip()
-        assert line == "building"
+        st.create_session("big", rng_image(96, 128, seed=4))
+        req = core.step_request(st, "big", params)
+        queued = q.enqueue(st, st.location, req, conn)
+        proc = run_worker(redis_url, "--slow-commit", "120", env={**env, **worker_env})
+        procs.append(proc)
+        wait_line(proc, "ready")
+        wait_line(proc, "building")
         assert len(fake_openai.calls) == 1  # the call was made and its answer stored
+        app = create_app(
+            {"EXQ_STORE": st.location, "S3_ENDPOINT": viewer_endpoint, "TESTING": True,
+             "QUEUE_URL": redis_url}
+        )  # fmt: skip
+        viewer = app.test_client()
+        jobs = viewer.get("/-/jobs/big.json").get_json()
+        assert jobs[queued.job]["state"] == "running"  # a starting viewer leaves it be
+
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        proc.stdout.close()
         killed = time.monotonic()
-        reaped = 0
-        while not reaped and time.monotonic() - killed < 60:
-            reaped = q.reap(st2, str(st2.root), conn)
+        state = jobs[queued.job]
+        while state["state"] == "running" and time.monotonic() - killed < 60:
             time.sleep(0.5)
+            state = viewer.get("/-/jobs/big.json").get_json()[queued.job]
         seconds = time.monotonic() - killed
-        assert reaped == 1, "the killed worker's job was not recorded as abandoned in 60 s"
-        state = job_states(st2, "big")[queued.job]
-        assert state["state"] == "failed"
-        [attempt] = [a for a in st2.attempts("big")]
-        assert "abandoned" in attempt.message
-        print(f"FIGURE queue-reap seconds={seconds:.1f}")
+        assert state["state"] == "failed", "the step was not shown abandoned within 60 s"
+        assert "abandoned" in state["result"]["message"]
+        [attempt] = st.attempts("big")
+        assert attempt.id == state["result"]["attempt_id"]
+        figures.record("queue", {f"{kind}_abandoned_shown_s": round(seconds, 1)})
 
-        again = q.requeue(st2, str(st2.root), attempt.id, conn)
-        proc = run_worker(redis_url, "--burst", env=env)
+        resp = viewer.post(
+            f"/attempt/{attempt.id}/retry",
+            headers={"X-CSRF-Token": csrf_of(viewer), "X-Requested-With": "fetch"},
+        )
+        assert resp.status_code == 202, resp.get_data(as_text=True)
+        again = resp.get_json()["job"]
+        proc = run_worker(redis_url, "--burst", env={**env, **worker_env})
+        procs.append(proc)
         out, _ = proc.communicate(timeout=120)
-        assert job_states(st2, "big")[again.job]["state"] == "succeeded", out
+        assert job_states(st, "big")[again]["state"] == "succeeded", out
         assert len(fake_openai.calls) == 1  # answered from the run cache: not paid twice
-        head = st2.refs.head("big", "main")
-        assert core.cached_response_of(st2, head)
-        assert st2.step(head).response.cost_micro_usd == 0
-        assert fsck(st2).ok
+        head = st.refs.head("big", "main")
+        assert core.cached_response_of(st, head)
+        assert st.step(head).response.cost_micro_usd == 0
+        assert fsck(st).ok
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+            p.stdout.close()
         for k in env:
             os.environ.pop(k, None)

@@ -19,9 +19,15 @@ from .fakes.backends import PatternBackend, WrongSizeBackend
 from .helpers import rng_image
 
 
-def make_session(root: Path, name: str = "garden", steps: int = 2) -> dict:
-    """A session with ``steps`` steps on main, a 2-candidate branch and one failed attempt."""
-    store = Store.init(root) if not (root / "store.toml").exists() else Store.open(root)
+def make_session(root: Path | Store, name: str = "garden", steps: int = 2) -> dict:
+    """A session with ``steps`` steps on main, a 2-candidate branch and one failed attempt.
+
+    In the store at ``root`` (made if there is none), or in the store given.
+    """
+    if isinstance(root, Store):
+        store = root
+    else:
+        store = Store.init(root) if not (root / "store.toml").exists() else Store.open(root)
     store.create_session(name, rng_image(48, 64, seed=3), title="A <b>garden</b>")
     ids = []
     for i in range(steps):

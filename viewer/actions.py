@@ -229,7 +229,16 @@ def history(name: str):
 
 @bp.post("/attempt/<oid:attempt_id>/retry")
 def retry(attempt_id: str):
-    """Run a failed attempt's recipe again from its parent (a fresh seed)."""
+    """Run a failed attempt's recipe again from its parent (a fresh seed).
+
+    An abandoned queued job (its worker died) goes back to the queue with the very same
+    request, so a call its worker had paid for is answered from the run cache.
+    """
+    jobs = get_jobs()
+    queued = jobs.retry(attempt_id) if isinstance(jobs, queue.QueueJobs) else None
+    if queued is not None:
+        link = href("session", queued.session) + f"?job={queued.job}"
+        return _done(link, {"job": queued.job, "session": queued.session}, 202)
     req = core.retry_request(get_store(), attempt_id)
     job = get_jobs().submit(req)
     return _done(

@@ -112,7 +112,12 @@ def job_states(store: Store, session: str) -> dict[str, dict[str, Any]]:
         state = jobs.setdefault(job, {"job": job, "state": "queued", "phase": "", "seq": 0})
         state["seq"] = ev.seq
         state["time_ms"] = ev.time_ms
-        if ev.type == "queued":
+        if ev.type == "queued" and "queue" in ev.data:
+            # handed to RQ workers: no process here owns it (queue.reap watches its heartbeat)
+            state.update(
+                queue=ev.data["queue"], parent=ev.data.get("parent"), branch=ev.data.get("branch")
+            )
+        elif ev.type == "queued":
             # older events name only the pid: still understood (as this host's)
             owner = ev.data.get("process") or {"pid": ev.data.get("pid")}
             state.update(process=owner, parent=ev.data.get("parent"), branch=ev.data.get("branch"))

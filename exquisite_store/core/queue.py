@@ -355,6 +355,13 @@ class QueueJobs:
             )
         return enqueue(self.store, self.store_url, req, self.conn).job
 
+    def retry(self, attempt_id: str) -> Queued | None:
+        """An abandoned queued job's very same request, queued again (None: not one)."""
+        att = self.store.objects.get_manifest(attempt_id, Attempt)
+        if not att.details.get("queue_request"):
+            return None
+        return requeue(self.store, self.store_url, attempt_id, self.conn)
+
     def cancel(self, job: str) -> bool:
         """Ask a queued job to stop, wherever it runs; False if this store never queued it."""
         known = any(
