@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,6 +75,15 @@ def test_the_grow_panel_starts_shows_pauses_and_resumes_a_plan(served) -> None:
         row.get_by_role("button", name="Pause").click()
         expect(row).to_have_attribute("data-state", "paused", timeout=SLOW_MS)
         expect(row.get_by_role("button", name="Resume")).to_be_visible()
+        # the step that was running when Pause was pressed may still commit: wait until
+        # the runner has let the plan go (it holds the plan's lock while it runs)
+        deadline = time.monotonic() + SLOW_MS / 1000
+        while True:
+            with store.storage.branch_lock(pl.plan_ref("g", pid), wait=False) as free:
+                if free:
+                    break
+            assert time.monotonic() < deadline, "the plan kept running after Pause"
+            time.sleep(0.1)
         paused_at = pl.state(store, "g", pid).done
         assert paused_at < 3
         page.wait_for_timeout(1500)  # paused means paused: no step is added meanwhile
