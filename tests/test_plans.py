@@ -169,7 +169,8 @@ def test_a_plan_killed_at_random_moments_finishes_exactly_once(st, tmp_path) -> 
         )  # fmt: skip
         assert proc.stdout.readline().strip() == "ready"
         try:
-            proc.wait(timeout=rng.uniform(0.05, 1.5))
+            # kill at random moments; after 20 kills (a slow machine) let it finish
+            proc.wait(timeout=rng.uniform(0.05, 0.6) if kills < 20 else 600)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
